@@ -1,0 +1,27 @@
+//! # orderbus-contracts
+//!
+//! The messages orderbus and the ERP exchange on RabbitMQ's `amq.topic`, one Rust type per routing
+//! key of the MQ spec (`shared/seeds/002_f6d8604a00b7d4f9.txt`). The spec's JSON samples are the
+//! contract: every one of them is a golden fixture under `tests/fixtures/mq-spec/` that must decode
+//! and re-encode to the same JSON value.
+//!
+//! - [`RoutingKey`] maps each key to its type ([`Message::ROUTING_KEY`]) and back
+//!   ([`BusMessage::decode`]), and knows who publishes and subscribes to it.
+//! - [`decode`] validates a body and names the offending field on error.
+//! - [`wire`] holds the encodings the spec uses inconsistently (numbers sent as strings).
+//! - [`codes`] holds the status codes as closed enums: an unknown code is a decode error.
+//! - [`schema`] generates `schemas/` (JSON Schema per message and the AsyncAPI document).
+
+pub mod codes;
+pub mod messages;
+pub mod routing;
+pub mod schema;
+pub mod wire;
+
+pub use codes::*;
+pub use messages::*;
+pub use routing::{
+    decode, encode, BusMessage, DecodeError, Message, Party, RoutingKey, UnknownRoutingKey,
+    Validate,
+};
+pub use wire::Decimal;
