@@ -1,0 +1,473 @@
+//! Topology as data: one table per service, declared idempotently at start and after every
+//! reconnect, and exportable as RabbitMQ definitions JSON.
+//!
+//! Retry-tier routing: each delay tier is a fanout exchange `<service>.retry.<delay>` bound to a
+//! quorum queue of the same name with a per-queue `x-message-ttl`. A retried message is published
+//! to the tier exchange **with the work queue's name as its routing key** (fanout ignores it); the
+//! tier queue dead-letters to the default exchange without a dead-letter routing key, so RabbitMQ
+//! reuses the message's own routing key and the message lands back in exactly the work queue it
+//! came from. One tier queue serves every work queue of the service and never mixes TTLs.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use deadpool_lapin::lapin::{
+    options::{
+        ExchangeDeclareOptions, ExchangeDeleteOptions, QueueBindOptions, QueueDeclareOptions,
+        QueueDeleteOptions,
+    },
+    types::{AMQPValue, FieldTable, LongString, ShortString},
+    Channel, ExchangeKind,
+};
+use serde_json::{json, Value};
+
+use crate::consumer::Handler;
+use crate::error::BusError;
+
+/// The exchange every orderbus and ERP message goes through.
+pub const TOPIC_EXCHANGE: &str = "amq.topic";
+
+/// Broker-side limits applied to every queue (all explicit, so 3.10 and 3.13/4.x agree).
+#[derive(Clone, Debug)]
+pub struct QueueLimits {
+    /// `x-delivery-limit` on work queues: redeliveries (crash loops) beyond it dead-letter to
+    /// parking. Well above the expected crash count (messaging.md A1).
+    pub delivery_limit: i64,
+    /// `x-max-length` of work and tier queues (with `reject-publish`).
+    pub max_length: i64,
+    /// `x-max-length` of the parking queue.
+    pub parking_max_length: i64,
+    /// `x-quorum-initial-group-size` (capped by the broker to the cluster size).
+    pub group_size: i64,
+}
+
+impl Default for QueueLimits {
+    fn default() -> Self {
+        Self {
+            delivery_limit: 10,
+            max_length: 100_000,
+            parking_max_length: 1_000_000,
+            group_size: 3,
+        }
+    }
+}
+
+/// One row of the subscription table: routing-key pattern → handler, prefetch, retries, batch.
+#[derive(Clone)]
+pub struct Subscription {
+    /// Binding pattern on `amq.topic` (`order.payment`, `erp.*`, `#`).
+    pub pattern: String,
+    pub handler: Arc<dyn Handler>,
+    /// Per-consumer prefetch (basic.qos, global = false).
+    pub prefetch: u16,
+    /// Retries before parking; attempt n (1-based) retries through tier `min(n, tiers) - 1`.
+    /// `None` = one retry per tier.
+    pub max_retries: Option<u32>,
+    /// Up to this many messages per DB transaction (1 = one message per transaction).
+    pub batch: usize,
+    /// Competing workers on the work queue, each with its own channel, qos and consumer
+    /// (1 = strictly sequential, the queue's order is the processing order). With n > 1,
+    /// messages of one queue are handled in parallel and may complete out of order, so
+    /// per-order ordering relies on the handlers' state-machine guards.
+    pub concurrency: usize,
+    /// What the queue is for (exported in the definitions).
+    pub description: String,
+}
+
+impl Subscription {
+    pub fn new(pattern: impl Into<String>, handler: Arc<dyn Handler>) -> Self {
+        Self {
+            pattern: pattern.into(),
+            handler,
+            prefetch: 50,
+            max_retries: None,
+            batch: 1,
+            concurrency: 1,
+            description: String::new(),
+        }
+    }
+    pub fn prefetch(mut self, prefetch: u16) -> Self {
+        self.prefetch = prefetch.max(1);
+        self
+    }
+    pub fn max_retries(mut self, retries: u32) -> Self {
+        self.max_retries = Some(retries);
+        self
+    }
+    pub fn batch(mut self, k: usize) -> Self {
+        self.batch = k.max(1);
+        self
+    }
+    /// Runs `n` competing workers on this subscription (default 1). With n > 1 messages of the
+    /// queue are handled in parallel (per-order ordering then relies on the handlers' guards).
+    /// Each worker holds up to `prefetch` unacked deliveries and one database connection.
+    pub fn concurrency(mut self, n: usize) -> Self {
+        self.concurrency = n.max(1);
+        self
+    }
+    pub fn describe(mut self, text: impl Into<String>) -> Self {
+        self.description = text.into();
+        self
+    }
+}
+
+impl std::fmt::Debug for Subscription {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Subscription")
+            .field("pattern", &self.pattern)
+            .field("prefetch", &self.prefetch)
+            .field("max_retries", &self.max_retries)
+            .field("batch", &self.batch)
+            .field("concurrency", &self.concurrency)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A service's whole topology.
+#[derive(Clone, Debug)]
+pub struct Topology {
+    pub service: String,
+    pub retry_tiers: Vec<Duration>,
+    pub limits: QueueLimits,
+    pub subscriptions: Vec<Subscription>,
+}
+
+/// A queue argument value.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Arg {
+    Str(String),
+    Int(i64),
+}
+
+/// A queue as declared and as exported.
+#[derive(Clone, Debug)]
+pub struct QueueSpec {
+    pub name: String,
+    pub arguments: Vec<(&'static str, Arg)>,
+    pub description: String,
+}
+
+/// An exchange → queue binding.
+#[derive(Clone, Debug)]
+pub struct BindingSpec {
+    pub exchange: String,
+    pub queue: String,
+    pub routing_key: String,
+}
+
+impl Topology {
+    /// A topology with the production delay tiers 5 s, 30 s, 5 min.
+    pub fn new(service: impl Into<String>) -> Self {
+        Self {
+            service: service.into(),
+            retry_tiers: vec![
+                Duration::from_secs(5),
+                Duration::from_secs(30),
+                Duration::from_secs(300),
+            ],
+            limits: QueueLimits::default(),
+            subscriptions: Vec::new(),
+        }
+    }
+    pub fn retry_tiers(mut self, tiers: impl IntoIterator<Item = Duration>) -> Self {
+        self.retry_tiers = tiers.into_iter().collect();
+        self
+    }
+    pub fn limits(mut self, limits: QueueLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+    pub fn subscribe(mut self, sub: Subscription) -> Self {
+        self.subscriptions.push(sub);
+        self
+    }
+
+    /// `<service>.<pattern>`.
+    pub fn work_queue(&self, pattern: &str) -> String {
+        format!("{}.{}", self.service, pattern)
+    }
+    /// `<service>.parking`.
+    pub fn parking_queue(&self) -> String {
+        format!("{}.parking", self.service)
+    }
+    /// `<service>.retry.<delay>` (both the tier exchange and its queue).
+    pub fn tier_name(&self, delay: Duration) -> String {
+        format!("{}.retry.{}", self.service, delay_label(delay))
+    }
+
+    /// Checks names and tiers before anything is declared.
+    pub fn validate(&self) -> Result<(), BusError> {
+        if self.service.is_empty() || self.service.contains(char::is_whitespace) {
+            return Err(BusError::Topology(format!(
+                "bad service name {:?}",
+                self.service
+            )));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for s in &self.subscriptions {
+            if !seen.insert(s.pattern.as_str()) {
+                return Err(BusError::Topology(format!(
+                    "pattern {} subscribed twice",
+                    s.pattern
+                )));
+            }
+            if s.pattern.contains("parking") || s.pattern.starts_with("retry.") {
+                return Err(BusError::Topology(format!(
+                    "pattern {} collides with the kit's queue names",
+                    s.pattern
+                )));
+            }
+        }
+        let mut labels = std::collections::HashSet::new();
+        for t in &self.retry_tiers {
+            if t.is_zero() || !labels.insert(delay_label(*t)) {
+                return Err(BusError::Topology(format!("bad or duplicate tier {t:?}")));
+            }
+        }
+        Ok(())
+    }
+
+    /// Every queue of the service with its explicit arguments.
+    pub fn queues(&self) -> Vec<QueueSpec> {
+        let l = &self.limits;
+        let quorum = |max_len: i64| {
+            vec![
+                ("x-queue-type", Arg::Str("quorum".into())),
+                ("x-quorum-initial-group-size", Arg::Int(l.group_size)),
+                ("x-max-length", Arg::Int(max_len)),
+                ("x-overflow", Arg::Str("reject-publish".into())),
+            ]
+        };
+        let mut out = Vec::new();
+        for s in &self.subscriptions {
+            let mut args = quorum(l.max_length);
+            args.extend([
+                ("x-delivery-limit", Arg::Int(l.delivery_limit)),
+                ("x-dead-letter-exchange", Arg::Str(String::new())),
+                ("x-dead-letter-routing-key", Arg::Str(self.parking_queue())),
+                ("x-dead-letter-strategy", Arg::Str("at-least-once".into())),
+            ]);
+            let what = if s.description.is_empty() {
+                format!("work queue: {} from {TOPIC_EXCHANGE}", s.pattern)
+            } else {
+                s.description.clone()
+            };
+            out.push(QueueSpec {
+                name: self.work_queue(&s.pattern),
+                arguments: args,
+                description: format!(
+                    "{what}; crash-looping messages (> {} deliveries) dead-letter to {}",
+                    l.delivery_limit,
+                    self.parking_queue()
+                ),
+            });
+        }
+        for t in &self.retry_tiers {
+            let mut args = quorum(l.max_length);
+            args.extend([
+                ("x-message-ttl", Arg::Int(t.as_millis() as i64)),
+                ("x-dead-letter-exchange", Arg::Str(String::new())),
+                ("x-dead-letter-strategy", Arg::Str("at-least-once".into())),
+            ]);
+            out.push(QueueSpec {
+                name: self.tier_name(*t),
+                arguments: args,
+                description: format!(
+                    "retry delay tier {}: messages wait here, then dead-letter via the default \
+                     exchange back to the work queue named by their routing key",
+                    delay_label(*t)
+                ),
+            });
+        }
+        out.push(QueueSpec {
+            name: self.parking_queue(),
+            arguments: quorum(l.parking_max_length),
+            description: "parking: poison messages and exhausted retries, with x-orderbus-park-* \
+                          headers naming reason, routing key, queue and attempts; replay by hand"
+                .into(),
+        });
+        out
+    }
+
+    /// Every binding of the service.
+    pub fn bindings(&self) -> Vec<BindingSpec> {
+        let mut out: Vec<BindingSpec> = self
+            .subscriptions
+            .iter()
+            .map(|s| BindingSpec {
+                exchange: TOPIC_EXCHANGE.into(),
+                queue: self.work_queue(&s.pattern),
+                routing_key: s.pattern.clone(),
+            })
+            .collect();
+        for t in &self.retry_tiers {
+            out.push(BindingSpec {
+                exchange: self.tier_name(*t),
+                queue: self.tier_name(*t),
+                routing_key: String::new(),
+            });
+        }
+        out
+    }
+
+    /// Removes what [`Topology::declare`] created (tests, tear-down of a retired service).
+    ///
+    /// Unbinds from `amq.topic` first and waits `settle` before deleting: RabbitMQ 3.10 can fail
+    /// the channel of whoever publishes a message routed to a quorum queue at the moment it is
+    /// deleted (INTERNAL_ERROR), which would hit another publisher on these keys, not us.
+    pub async fn remove(&self, channel: &Channel, settle: Duration) -> Result<(), BusError> {
+        for b in self.bindings() {
+            if b.exchange == TOPIC_EXCHANGE {
+                channel
+                    .queue_unbind(
+                        ShortString::from(b.queue),
+                        ShortString::from(b.exchange),
+                        ShortString::from(b.routing_key),
+                        FieldTable::default(),
+                    )
+                    .await?;
+            }
+        }
+        tokio::time::sleep(settle).await;
+        for q in self.queues() {
+            channel
+                .queue_delete(ShortString::from(q.name), QueueDeleteOptions::default())
+                .await?;
+        }
+        for t in &self.retry_tiers {
+            channel
+                .exchange_delete(
+                    ShortString::from(self.tier_name(*t)),
+                    ExchangeDeleteOptions::default(),
+                )
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Declares everything (idempotent: same names, same arguments).
+    pub async fn declare(&self, channel: &Channel) -> Result<(), BusError> {
+        self.validate()?;
+        for t in &self.retry_tiers {
+            channel
+                .exchange_declare(
+                    ShortString::from(self.tier_name(*t)),
+                    ExchangeKind::Fanout,
+                    ExchangeDeclareOptions {
+                        durable: true,
+                        ..ExchangeDeclareOptions::default()
+                    },
+                    FieldTable::default(),
+                )
+                .await?;
+        }
+        for q in self.queues() {
+            channel
+                .queue_declare(
+                    ShortString::from(q.name.clone()),
+                    QueueDeclareOptions {
+                        durable: true,
+                        ..QueueDeclareOptions::default()
+                    },
+                    field_table(&q.arguments),
+                )
+                .await?;
+        }
+        for b in self.bindings() {
+            channel
+                .queue_bind(
+                    ShortString::from(b.queue),
+                    ShortString::from(b.exchange),
+                    ShortString::from(b.routing_key),
+                    QueueBindOptions::default(),
+                    FieldTable::default(),
+                )
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// RabbitMQ definitions JSON (importable with `rabbitmqctl import_definitions`); the
+    /// per-queue descriptions are in the extra top-level `orderbus_descriptions` map, which
+    /// the importer ignores.
+    pub fn definitions(&self, vhost: &str) -> Value {
+        let queues: Vec<Value> = self
+            .queues()
+            .into_iter()
+            .map(|q| {
+                let args: serde_json::Map<String, Value> = q
+                    .arguments
+                    .iter()
+                    .map(|(k, v)| {
+                        let v = match v {
+                            Arg::Str(s) => json!(s),
+                            Arg::Int(i) => json!(i),
+                        };
+                        ((*k).to_owned(), v)
+                    })
+                    .collect();
+                json!({"name": q.name, "vhost": vhost, "durable": true, "auto_delete": false, "arguments": args})
+            })
+            .collect();
+        let exchanges: Vec<Value> = self
+            .retry_tiers
+            .iter()
+            .map(|t| json!({"name": self.tier_name(*t), "vhost": vhost, "type": "fanout", "durable": true, "auto_delete": false, "internal": false, "arguments": {}}))
+            .collect();
+        let bindings: Vec<Value> = self
+            .bindings()
+            .into_iter()
+            .map(|b| json!({"source": b.exchange, "vhost": vhost, "destination": b.queue, "destination_type": "queue", "routing_key": b.routing_key, "arguments": {}}))
+            .collect();
+        let descriptions: serde_json::Map<String, Value> = self
+            .queues()
+            .into_iter()
+            .map(|q| (q.name, json!(q.description)))
+            .collect();
+        json!({
+            "queues": queues,
+            "exchanges": exchanges,
+            "bindings": bindings,
+            "orderbus_descriptions": descriptions,
+        })
+    }
+}
+
+/// `200ms`, `5s`, `5m`, `1h`.
+pub fn delay_label(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms.is_multiple_of(3_600_000) {
+        format!("{}h", ms / 3_600_000)
+    } else if ms.is_multiple_of(60_000) {
+        format!("{}m", ms / 60_000)
+    } else if ms.is_multiple_of(1000) {
+        format!("{}s", ms / 1000)
+    } else {
+        format!("{ms}ms")
+    }
+}
+
+pub(crate) fn field_table(args: &[(&'static str, Arg)]) -> FieldTable {
+    let mut t = FieldTable::default();
+    for (k, v) in args {
+        let v = match v {
+            Arg::Str(s) => AMQPValue::LongString(LongString::from(s.as_str())),
+            Arg::Int(i) => AMQPValue::LongLongInt(*i),
+        };
+        t.insert(ShortString::from(*k), v);
+    }
+    t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels() {
+        assert_eq!(delay_label(Duration::from_millis(200)), "200ms");
+        assert_eq!(delay_label(Duration::from_secs(5)), "5s");
+        assert_eq!(delay_label(Duration::from_secs(300)), "5m");
+        assert_eq!(delay_label(Duration::from_secs(7200)), "2h");
+    }
+}
