@@ -1,0 +1,96 @@
+//! The sandbox serves every simulator on its own port, and each speaks its partner's protocol.
+
+use orderbus_sandbox::{Sandbox, SandboxConfig, SandboxError};
+use orderbus_sinopac::client::{Client, ClientConfig};
+use orderbus_sinopac::crypto::HashId;
+
+fn any_ports() -> SandboxConfig {
+    SandboxConfig {
+        sweettracker_port: 0,
+        sinopac_port: 0,
+        frotel_ports: [0, 0, 0],
+        shopline_port: 0,
+        ..SandboxConfig::default()
+    }
+}
+
+#[tokio::test]
+async fn every_simulator_answers_on_its_own_port() {
+    let sandbox = Sandbox::start(any_ports()).await.expect("start");
+    let names: Vec<&str> = sandbox.served.iter().map(|s| s.name).collect();
+    assert_eq!(
+        names,
+        [
+            "sweettracker",
+            "sinopac",
+            "frotel-mirror-1",
+            "frotel-mirror-2",
+            "frotel-mirror-3",
+            "shopline"
+        ]
+    );
+    let mut ports: Vec<u16> = sandbox.served.iter().map(|s| s.addr.port()).collect();
+    ports.sort();
+    ports.dedup();
+    assert_eq!(ports.len(), 6, "one port each");
+
+    // Sinopac: a real Nonce call through the client (crypto keys of the demo shop).
+    let base = format!("http://{}", sandbox.addr("sinopac").expect("sinopac"));
+    let config = ClientConfig::new(base, "NA0249_001", HashId::demo_na0249())
+        .with_key_id("b5e6986d-8636-4aa0-8c93-441ad14b2098");
+    let client = Client::new(config).expect("client");
+    let nonce = client.nonce().await.expect("nonce");
+    assert!(!nonce.is_empty());
+
+    let http = reqwest::Client::new();
+    // Frotel: every mirror answers the web service's envelope (a wrong api key is a business error).
+    for mirror in ["frotel-mirror-1", "frotel-mirror-2", "frotel-mirror-3"] {
+        let url = format!(
+            "http://{}/order/tracking.json",
+            sandbox.addr(mirror).expect("mirror")
+        );
+        let reply: serde_json::Value = http
+            .post(url)
+            .form(&[("api", "wrong-key"), ("factor", "22000000000000000001")])
+            .send()
+            .await
+            .expect("mirror reachable")
+            .json()
+            .await
+            .expect("JSON envelope");
+        assert!(
+            reply
+                .get("code")
+                .and_then(|c| c.as_i64())
+                .is_some_and(|c| c != 0),
+            "{mirror}: {reply}"
+        );
+    }
+    // SweetTracker and SHOPLINE admin routes.
+    for (name, path) in [
+        ("sweettracker", "/__sim/registrations"),
+        ("shopline", "/__sim/history"),
+    ] {
+        let url = format!("http://{}{path}", sandbox.addr(name).expect("addr"));
+        let status = http.get(url).send().await.expect("reachable").status();
+        assert!(status.is_success(), "{name}: {status}");
+    }
+    sandbox.stop().await;
+}
+
+#[tokio::test]
+async fn a_taken_port_is_a_clear_error() {
+    let first = Sandbox::start(any_ports()).await.expect("start");
+    let taken = first.addr("sinopac").expect("sinopac").port();
+    let second = Sandbox::start(SandboxConfig {
+        sinopac_port: taken,
+        ..any_ports()
+    })
+    .await;
+    match second {
+        Err(SandboxError::Bind { addr, .. }) => assert!(addr.ends_with(&format!(":{taken}"))),
+        Err(other) => panic!("unexpected error {other}"),
+        Ok(_) => panic!("a second sandbox bound a taken port"),
+    }
+    first.stop().await;
+}
