@@ -1,0 +1,865 @@
+//! What the stand-in answers to each message the ERP consumes.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use orderbus_bus::{
+    typed, Delivery, HandlerError, HandlerFuture, MessageHandler, Subscription, Topology,
+};
+use orderbus_contracts::{
+    AfterSaleExpressInfo, AfterSaleKind, AfterSaleStatusUpdate, ChangeRefundCancel,
+    ChangeStatusUpdate, CreateChangeOrder, CreateRefundOrder, CustomerAddressChange, Decimal,
+    DeliveryAddress, ErpAddressChange, ErpChangeOrderCreated, ErpChangeOrderData, ErpOrderStatus,
+    ErpOrderStatusUpdate, ErpRefundOrderCreated, ErpRefundOrderData, ErpResultCode, ExchangeStatus,
+    ExpressData, ExpressInfoUpdate, InvoicePdfUrl, InvoiceType, OrderPayment, OrderStatus,
+    OrderSubmit, PayType, RefundStatusUpdate, ReturnStatus, StorefrontOrderStatus,
+};
+use rand::Rng;
+use sqlx::{PgConnection, Row};
+
+use crate::config::{chance, SimConfig};
+use crate::scheduler::{cancel, schedule};
+use crate::ErpSimError;
+
+/// The ERP's behaviour; one value implements every consumed message.
+#[derive(Clone)]
+pub struct Erp {
+    cfg: Arc<SimConfig>,
+}
+
+/// The subscription table of the stand-in: every routing key the ERP consumes.
+pub fn topology(cfg: &SimConfig) -> Topology {
+    let erp = Erp {
+        cfg: Arc::new(cfg.clone()),
+    };
+    Topology::new(cfg.service.clone())
+        .subscribe(
+            Subscription::new("order.submit", typed::<OrderSubmit, _>(erp.clone()))
+                .describe("ERP stand-in: orders (auto-pay when enabled)"),
+        )
+        .subscribe(
+            Subscription::new("order.payment", typed::<OrderPayment, _>(erp.clone()))
+                .describe("ERP stand-in: paid orders start the 100/200/600/700 walk"),
+        )
+        .subscribe(
+            Subscription::new("order.orderStatus", typed::<OrderStatus, _>(erp.clone()))
+                .describe("ERP stand-in: user/system cancel stops the walk"),
+        )
+        .subscribe(
+            Subscription::new(
+                "order.createChangeOrder",
+                typed::<CreateChangeOrder, _>(erp.clone()),
+            )
+            .describe("ERP stand-in: exchange requests"),
+        )
+        .subscribe(
+            Subscription::new(
+                "order.createRefundOrder",
+                typed::<CreateRefundOrder, _>(erp.clone()),
+            )
+            .describe("ERP stand-in: return requests"),
+        )
+        .subscribe(
+            Subscription::new(
+                "order.updateChangeRefundOrderExpressInfo",
+                typed::<AfterSaleExpressInfo, _>(erp.clone()),
+            )
+            .describe("ERP stand-in: customer's waybill for goods sent back"),
+        )
+        .subscribe(
+            Subscription::new(
+                "order.changeRefundCancel",
+                typed::<ChangeRefundCancel, _>(erp.clone()),
+            )
+            .describe("ERP stand-in: cancelled exchanges/returns stop their walk"),
+        )
+        .subscribe(
+            Subscription::new(
+                "order.deliveryAddress",
+                typed::<CustomerAddressChange, _>(erp.clone()),
+            )
+            .describe("ERP stand-in: customer address changes (logged)"),
+        )
+        .subscribe(
+            Subscription::new(
+                "order.updateExpressInfo",
+                typed::<ExpressInfoUpdate, _>(erp),
+            )
+            .describe("ERP stand-in: tracking events (logged)"),
+        )
+}
+
+/// A fresh ERP-side id (exchange/return/new order). Random rather than a sequence so that
+/// stand-ins with separate databases on one broker (parallel tests) do not reuse ids.
+fn erp_id() -> i64 {
+    rand::rng().random_range(100_000_000..1_000_000_000)
+}
+
+fn decide(rate: f64) -> bool {
+    chance(rate, &mut rand::rng())
+}
+
+fn order_subject(code: i64) -> String {
+    format!("order:{code}")
+}
+
+fn after_sale_subject(kind: &str, erp_id: i64) -> String {
+    format!("{kind}:{erp_id}")
+}
+
+impl From<ErpSimError> for HandlerError {
+    fn from(e: ErpSimError) -> Self {
+        match e {
+            ErpSimError::Db(e) => e.into(),
+            other => HandlerError::Park(other.to_string()),
+        }
+    }
+}
+
+impl Erp {
+    /// Schedules the order walk once: 100 → (address change) → 200 → 600 → 700 → blue invoice.
+    async fn start_walk(
+        &self,
+        conn: &mut PgConnection,
+        order_code: i64,
+        tp: Option<&str>,
+    ) -> Result<(), ErpSimError> {
+        let row = sqlx::query(
+            "UPDATE erp_sim_orders SET walk_started_at = now() \
+             WHERE order_code = $1 AND walk_started_at IS NULL AND cancelled_at IS NULL \
+             RETURNING uid, submit",
+        )
+        .bind(order_code)
+        .fetch_optional(&mut *conn)
+        .await?;
+        let Some(row) = row else {
+            return Ok(());
+        };
+        let uid: i64 = row.try_get("uid")?;
+        let submit: Option<serde_json::Value> = row.try_get("submit")?;
+        let d = &self.cfg.delays;
+        let subject = order_subject(order_code);
+        let status = |status, data| ErpOrderStatusUpdate {
+            uid,
+            order_code,
+            status,
+            data,
+        };
+        tracing::info!(
+            stand_in = true,
+            order_code,
+            "erp-sim: walking order 100 → 200 → 600 → 700"
+        );
+        schedule(
+            conn,
+            &subject,
+            d.audit,
+            &status(ErpOrderStatus::Audited, None),
+            None,
+            tp,
+        )
+        .await?;
+        if let Some(change) = submit
+            .and_then(|s| serde_json::from_value::<OrderSubmit>(s).ok())
+            .filter(|_| decide(self.cfg.address_change_rate))
+            .map(|s| cs_address_change(&s))
+        {
+            schedule(conn, &subject, Duration::ZERO, &change, None, tp).await?;
+        }
+        schedule(
+            conn,
+            &subject,
+            d.stock,
+            &status(ErpOrderStatus::Stocked, None),
+            None,
+            tp,
+        )
+        .await?;
+        let express = ExpressData {
+            express_id: self.cfg.express_id,
+            express_number: express_number(order_code),
+        };
+        let shipped = status(ErpOrderStatus::Shipped, Some(express));
+        schedule(conn, &subject, d.ship, &shipped, None, tp).await?;
+        schedule(
+            conn,
+            &subject,
+            d.deliver,
+            &status(ErpOrderStatus::Delivered, None),
+            None,
+            tp,
+        )
+        .await?;
+        let invoice = InvoicePdfUrl {
+            uid,
+            order_code,
+            pdf_url: format!("{}/{order_code}/blue.pdf", self.cfg.invoice_base_url),
+            invoice_type: InvoiceType::Blue,
+        };
+        schedule(conn, &subject, d.invoice, &invoice, None, tp).await?;
+        Ok(())
+    }
+}
+
+/// Serializes the handlers of one order family (an order and its JIT children) for the rest of
+/// the transaction. `order.submit` and `order.payment` arrive on different queues and run
+/// concurrently: without this, a child's submit and its parent's payment could each miss the
+/// other's uncommitted row, and the child would never be walked.
+async fn lock_family(conn: &mut PgConnection, family: i64) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(family)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// An 11-digit waybill number derived from the order code (stable across replays).
+pub fn express_number(order_code: i64) -> String {
+    format!("9{:010}", order_code.rem_euclid(10_000_000_000))
+}
+
+/// Customer service "corrects" the address of the order: same address, a note appended.
+fn cs_address_change(submit: &OrderSubmit) -> ErpAddressChange {
+    let a = &submit.delivery_address;
+    ErpAddressChange(vec![DeliveryAddress {
+        address: format!("{} (客服修改 / changed by customer service)", a.address),
+        address_id: 0,
+        area_code: 0,
+        city: a.city.clone(),
+        district: a.district.clone(),
+        email: a.email.clone(),
+        mobile: a.mobile.clone(),
+        order_code: submit.order_code,
+        parent_order_code: submit.parent_order_code.unwrap_or(0),
+        phone: String::new(),
+        province: a.province.clone(),
+        user_name: a.user_name.clone(),
+        zip_code: a.zip_code.trim().parse().unwrap_or(0),
+    }])
+}
+
+impl MessageHandler<OrderSubmit> for Erp {
+    fn handle<'a>(
+        &'a self,
+        m: OrderSubmit,
+        d: &'a Delivery,
+        conn: &'a mut PgConnection,
+    ) -> HandlerFuture<'a> {
+        Box::pin(async move {
+            if !self.cfg.serves(m.uid) {
+                return Ok(());
+            }
+            lock_family(conn, m.parent_order_code.unwrap_or(m.order_code)).await?;
+            let body = serde_json::to_value(&m)
+                .map_err(|e| HandlerError::Park(format!("re-encode: {e}")))?;
+            let inserted = sqlx::query(
+                "INSERT INTO erp_sim_orders (order_code, uid, parent_order_code, submit, submitted_at) \
+                 VALUES ($1, $2, $3, $4, now()) \
+                 ON CONFLICT (order_code) DO UPDATE SET submit = EXCLUDED.submit, \
+                     parent_order_code = EXCLUDED.parent_order_code, submitted_at = now() \
+                 WHERE erp_sim_orders.submitted_at IS NULL \
+                 RETURNING paid_at IS NOT NULL AS paid",
+            )
+            .bind(m.order_code)
+            .bind(m.uid)
+            .bind(m.parent_order_code)
+            .bind(body)
+            .fetch_optional(&mut *conn)
+            .await?;
+            let Some(row) = inserted else {
+                tracing::info!(
+                    order_code = m.order_code,
+                    "erp-sim: order.submit again; already known"
+                );
+                return Ok(());
+            };
+            let paid: bool = row.try_get("paid")?;
+            let tp = d.traceparent.as_deref();
+            let subject = order_subject(m.order_code);
+            match m.parent_order_code {
+                // A JIT child is paid through its parent: walk it once the parent is paid.
+                Some(parent) => {
+                    let parent_paid = sqlx::query(
+                        "SELECT 1 FROM erp_sim_orders WHERE order_code = $1 AND paid_at IS NOT NULL",
+                    )
+                    .bind(parent)
+                    .fetch_optional(&mut *conn)
+                    .await?
+                    .is_some();
+                    if parent_paid {
+                        self.start_walk(conn, m.order_code, tp).await?;
+                    }
+                }
+                None if !paid => {
+                    if self.cfg.auto_pay {
+                        tracing::info!(
+                            stand_in = true,
+                            order_code = m.order_code,
+                            "erp-sim AUTO-PAY (dev convenience standing in for the payments service): scheduling order.payment"
+                        );
+                        let payment = OrderPayment {
+                            uid: m.uid,
+                            order_code: m.order_code,
+                            amount: m.order_amount.clone(),
+                            pay_type: PayType::Card,
+                            payment_gateway: "erp-sim-autopay".to_owned(),
+                            gateway_trade_no: format!("ERPSIM-AUTOPAY-{}", m.order_code),
+                            paid_time: chrono::Utc::now().timestamp(),
+                        };
+                        schedule(conn, &subject, self.cfg.delays.auto_pay, &payment, None, tp)
+                            .await?;
+                    }
+                    if let Some(after) = self.cfg.unpaid_cancel_after {
+                        let cancel = ErpOrderStatusUpdate {
+                            uid: m.uid,
+                            order_code: m.order_code,
+                            status: ErpOrderStatus::ErpAutoCancelled,
+                            data: None,
+                        };
+                        let unpaid = format!("unpaid:{}", m.order_code);
+                        schedule(conn, &unpaid, after, &cancel, None, tp).await?;
+                    }
+                }
+                None => {}
+            }
+            Ok(())
+        })
+    }
+}
+
+impl MessageHandler<OrderPayment> for Erp {
+    fn handle<'a>(
+        &'a self,
+        m: OrderPayment,
+        d: &'a Delivery,
+        conn: &'a mut PgConnection,
+    ) -> HandlerFuture<'a> {
+        Box::pin(async move {
+            if !self.cfg.serves(m.uid) {
+                return Ok(());
+            }
+            lock_family(conn, m.order_code).await?;
+            let row = sqlx::query(
+                "INSERT INTO erp_sim_orders (order_code, uid, paid_at) VALUES ($1, $2, now()) \
+                 ON CONFLICT (order_code) DO UPDATE SET paid_at = now() \
+                 WHERE erp_sim_orders.paid_at IS NULL \
+                 RETURNING cancelled_at IS NOT NULL AS cancelled",
+            )
+            .bind(m.order_code)
+            .bind(m.uid)
+            .fetch_optional(&mut *conn)
+            .await?;
+            let Some(row) = row else {
+                tracing::info!(
+                    order_code = m.order_code,
+                    "erp-sim: order already paid; ignoring"
+                );
+                return Ok(());
+            };
+            let unpaid = format!("unpaid:{}", m.order_code);
+            cancel(conn, &unpaid).await?;
+            // Paid after the stand-in already auto-cancelled it (906): too late to ship.
+            let auto_cancelled = sqlx::query(
+                "SELECT 1 FROM erp_sim_scheduled WHERE subject = $1 AND sent_at IS NOT NULL",
+            )
+            .bind(&unpaid)
+            .fetch_optional(&mut *conn)
+            .await?
+            .is_some();
+            let cancelled: bool = row.try_get::<bool, _>("cancelled")? || auto_cancelled;
+            if cancelled {
+                tracing::info!(
+                    order_code = m.order_code,
+                    "erp-sim: payment for a cancelled order; not shipping"
+                );
+                return Ok(());
+            }
+            let tp = d.traceparent.as_deref();
+            self.start_walk(conn, m.order_code, tp).await?;
+            let children: Vec<i64> = sqlx::query_scalar(
+                "SELECT order_code FROM erp_sim_orders WHERE parent_order_code = $1 ORDER BY order_code",
+            )
+            .bind(m.order_code)
+            .fetch_all(&mut *conn)
+            .await?;
+            for child in children {
+                self.start_walk(conn, child, tp).await?;
+            }
+            Ok(())
+        })
+    }
+}
+
+impl MessageHandler<OrderStatus> for Erp {
+    fn handle<'a>(
+        &'a self,
+        m: OrderStatus,
+        _d: &'a Delivery,
+        conn: &'a mut PgConnection,
+    ) -> HandlerFuture<'a> {
+        Box::pin(async move {
+            match m.status {
+                StorefrontOrderStatus::UserCancelled
+                | StorefrontOrderStatus::SystemAutoCancelled => {
+                    let known = sqlx::query(
+                        "UPDATE erp_sim_orders SET cancelled_at = COALESCE(cancelled_at, now()) \
+                         WHERE order_code = $1 RETURNING order_code",
+                    )
+                    .bind(m.order_code)
+                    .fetch_optional(&mut *conn)
+                    .await?;
+                    if known.is_some() {
+                        let n = cancel(conn, &order_subject(m.order_code)).await?
+                            + cancel(conn, &format!("unpaid:{}", m.order_code)).await?;
+                        tracing::info!(order_code = m.order_code, status = %m.status, pending_cancelled = n, "erp-sim: order cancelled by the storefront; walk stopped");
+                    }
+                }
+                StorefrontOrderStatus::ReceiptConfirmed => {
+                    tracing::debug!(order_code = m.order_code, "erp-sim: receipt confirmed");
+                }
+            }
+            Ok(())
+        })
+    }
+}
+
+impl MessageHandler<CreateChangeOrder> for Erp {
+    fn handle<'a>(
+        &'a self,
+        m: CreateChangeOrder,
+        d: &'a Delivery,
+        conn: &'a mut PgConnection,
+    ) -> HandlerFuture<'a> {
+        Box::pin(async move {
+            if !self.cfg.serves(m.uid) {
+                return Ok(());
+            }
+            let reject = decide(self.cfg.reject_rate);
+            let (exchange_id, returned_id, new_order_code) = (erp_id(), erp_id(), erp_id());
+            let inserted = sqlx::query(
+                "INSERT INTO erp_sim_after_sales (erp_id, kind, storefront_id, order_code, uid, state) \
+                 VALUES ($1, 'change', $2, $3, $4, $5) ON CONFLICT (kind, storefront_id) DO NOTHING",
+            )
+            .bind(exchange_id)
+            .bind(m.id)
+            .bind(m.order_code)
+            .bind(m.uid)
+            .bind(if reject { "rejected" } else { "open" })
+            .execute(&mut *conn)
+            .await?;
+            if inserted.rows_affected() == 0 {
+                tracing::info!(id = m.id, "erp-sim: exchange already answered; ignoring");
+                return Ok(());
+            }
+            let (code, message, ex_status, ret_status) = if reject {
+                (
+                    ErpResultCode::Rejected,
+                    "error",
+                    ExchangeStatus::Rejected,
+                    ReturnStatus::Rejected,
+                )
+            } else {
+                (
+                    ErpResultCode::Ok,
+                    "ok",
+                    ExchangeStatus::Approved,
+                    ReturnStatus::Approved,
+                )
+            };
+            let answer = ErpChangeOrderCreated {
+                code,
+                message: message.to_owned(),
+                data: ErpChangeOrderData {
+                    id: m.id,
+                    init_order_code: m.init_order_code,
+                    source_order_code: m.source_order_code,
+                    new_order_code,
+                    exchange_id,
+                    returned_id,
+                    exchange_status: ex_status,
+                    returned_status: ret_status,
+                },
+            };
+            let subject = after_sale_subject("change", exchange_id);
+            let corr = Some(m.order_code.to_string());
+            let tp = d.traceparent.as_deref();
+            let delays = &self.cfg.delays;
+            tracing::info!(
+                stand_in = true,
+                id = m.id,
+                exchange_id,
+                reject,
+                "erp-sim: exchange request"
+            );
+            schedule(
+                conn,
+                &subject,
+                delays.create_answer,
+                &answer,
+                corr.clone(),
+                tp,
+            )
+            .await?;
+            if !reject {
+                let approved = AfterSaleStatusUpdate::Change(ChangeStatusUpdate {
+                    id: exchange_id,
+                    status: ExchangeStatus::Approved,
+                });
+                schedule(conn, &subject, delays.approve, &approved, corr, tp).await?;
+            }
+            Ok(())
+        })
+    }
+}
+
+/// Sum of the returned goods' prices (the spec's lines have no quantity).
+fn refund_amount(m: &CreateRefundOrder) -> Result<Decimal, HandlerError> {
+    let mut cents: i64 = 0;
+    for (i, g) in m.returned_goods_list.iter().enumerate() {
+        let c = g.last_price.to_cents().ok_or_else(|| {
+            HandlerError::Park(format!(
+                "returned_goods_list[{i}].last_price: {} is not a two-decimal amount",
+                g.last_price
+            ))
+        })?;
+        cents = cents
+            .checked_add(c)
+            .ok_or_else(|| HandlerError::Park("returned_goods_list: amount overflow".into()))?;
+    }
+    Ok(amount_for_wire(cents))
+}
+
+/// The spec sends `real_returned_amount` as a JSON number (`100`): whole amounts go out as
+/// integers (`334`, not `334.0`), others with their cents (`334.5`).
+fn amount_for_wire(cents: i64) -> Decimal {
+    if cents % 100 == 0 {
+        Decimal::parse(&(cents / 100).to_string()).unwrap_or_else(|| Decimal::from_cents(cents))
+    } else {
+        Decimal::from_cents(cents)
+    }
+}
+
+impl MessageHandler<CreateRefundOrder> for Erp {
+    fn handle<'a>(
+        &'a self,
+        m: CreateRefundOrder,
+        d: &'a Delivery,
+        conn: &'a mut PgConnection,
+    ) -> HandlerFuture<'a> {
+        Box::pin(async move {
+            if !self.cfg.serves(m.uid) {
+                return Ok(());
+            }
+            let amount = refund_amount(&m)?;
+            let reject = decide(self.cfg.reject_rate);
+            let returned_id = erp_id();
+            let inserted = sqlx::query(
+                "INSERT INTO erp_sim_after_sales (erp_id, kind, storefront_id, order_code, uid, state, amount) \
+                 VALUES ($1, 'refund', $2, $3, $4, $5, $6) ON CONFLICT (kind, storefront_id) DO NOTHING",
+            )
+            .bind(returned_id)
+            .bind(m.order_returned_id)
+            .bind(m.order_code)
+            .bind(m.uid)
+            .bind(if reject { "rejected" } else { "open" })
+            .bind(amount.as_str())
+            .execute(&mut *conn)
+            .await?;
+            if inserted.rows_affected() == 0 {
+                tracing::info!(
+                    id = m.order_returned_id,
+                    "erp-sim: return already answered; ignoring"
+                );
+                return Ok(());
+            }
+            let data = if reject {
+                ErpRefundOrderData {
+                    id: m.order_returned_id,
+                    returned_id,
+                    returned_status: ReturnStatus::Rejected,
+                    real_returned_amount: None,
+                    is_return_coupon: None,
+                    return_yoho_coin: None,
+                }
+            } else {
+                ErpRefundOrderData {
+                    id: m.order_returned_id,
+                    returned_id,
+                    returned_status: ReturnStatus::Approved,
+                    real_returned_amount: Some(amount),
+                    is_return_coupon: Some("N".to_owned()),
+                    return_yoho_coin: Some(0),
+                }
+            };
+            let answer = ErpRefundOrderCreated {
+                code: if reject {
+                    ErpResultCode::Rejected
+                } else {
+                    ErpResultCode::Ok
+                },
+                message: if reject { "error" } else { "ok" }.to_owned(),
+                data,
+            };
+            let subject = after_sale_subject("refund", returned_id);
+            let corr = Some(m.order_code.to_string());
+            let tp = d.traceparent.as_deref();
+            let delays = &self.cfg.delays;
+            tracing::info!(
+                stand_in = true,
+                id = m.order_returned_id,
+                returned_id,
+                reject,
+                "erp-sim: return request"
+            );
+            schedule(
+                conn,
+                &subject,
+                delays.create_answer,
+                &answer,
+                corr.clone(),
+                tp,
+            )
+            .await?;
+            if !reject {
+                let approved = AfterSaleStatusUpdate::Refund(refund_status(
+                    returned_id,
+                    ReturnStatus::Approved,
+                    None,
+                ));
+                schedule(conn, &subject, delays.approve, &approved, corr, tp).await?;
+            }
+            Ok(())
+        })
+    }
+}
+
+fn refund_status(id: i64, status: ReturnStatus, amount: Option<Decimal>) -> RefundStatusUpdate {
+    let refunded = amount.is_some();
+    RefundStatusUpdate {
+        id,
+        status,
+        real_returned_amount: amount,
+        is_return_coupon: refunded.then(|| "N".to_owned()),
+        return_yoho_coin: refunded.then_some(0),
+    }
+}
+
+impl MessageHandler<AfterSaleExpressInfo> for Erp {
+    fn handle<'a>(
+        &'a self,
+        m: AfterSaleExpressInfo,
+        d: &'a Delivery,
+        conn: &'a mut PgConnection,
+    ) -> HandlerFuture<'a> {
+        Box::pin(async move {
+            let (kind, uid, apply_id, storefront_id) = match &m {
+                AfterSaleExpressInfo::Change(c) => ("change", c.uid, c.apply_id, c.id),
+                AfterSaleExpressInfo::Refund(r) => {
+                    ("refund", r.uid, r.apply_id, r.order_returned_id)
+                }
+            };
+            if !self.cfg.serves(uid) {
+                return Ok(());
+            }
+            let row = sqlx::query(
+                "SELECT storefront_id, order_code, uid, state, amount, waybill_at IS NOT NULL AS had_waybill \
+                 FROM erp_sim_after_sales WHERE erp_id = $1 AND kind = $2 FOR UPDATE",
+            )
+            .bind(apply_id)
+            .bind(kind)
+            .fetch_optional(&mut *conn)
+            .await?;
+            let Some(row) = row else {
+                tracing::warn!(
+                    kind,
+                    apply_id,
+                    "erp-sim: waybill for an unknown exchange/return; ignoring"
+                );
+                return Ok(());
+            };
+            let state: String = row.try_get("state")?;
+            let had_waybill: bool = row.try_get("had_waybill")?;
+            let known_storefront_id: i64 = row.try_get("storefront_id")?;
+            if known_storefront_id != storefront_id {
+                tracing::warn!(
+                    kind,
+                    apply_id,
+                    storefront_id,
+                    known_storefront_id,
+                    "erp-sim: waybill names another storefront id; going by apply_id"
+                );
+            }
+            if state != "open" || had_waybill {
+                tracing::info!(kind, apply_id, %state, had_waybill, "erp-sim: waybill noted; nothing (more) to walk");
+                return Ok(());
+            }
+            sqlx::query("UPDATE erp_sim_after_sales SET waybill_at = now() WHERE erp_id = $1")
+                .bind(apply_id)
+                .execute(&mut *conn)
+                .await?;
+            let order_code: i64 = row.try_get("order_code")?;
+            let order_uid: i64 = row.try_get("uid")?;
+            let amount: Option<String> = row.try_get("amount")?;
+            let subject = after_sale_subject(kind, apply_id);
+            let corr = Some(order_code.to_string());
+            let tp = d.traceparent.as_deref();
+            let delays = &self.cfg.delays;
+            tracing::info!(
+                stand_in = true,
+                kind,
+                apply_id,
+                "erp-sim: customer's waybill arrived; walking on"
+            );
+            match m {
+                AfterSaleExpressInfo::Change(_) => {
+                    for (delay, status) in [
+                        (delays.received, ExchangeStatus::GoodsReceived),
+                        (delays.complete, ExchangeStatus::Completed),
+                    ] {
+                        let msg = AfterSaleStatusUpdate::Change(ChangeStatusUpdate {
+                            id: apply_id,
+                            status,
+                        });
+                        schedule(conn, &subject, delay, &msg, corr.clone(), tp).await?;
+                    }
+                }
+                AfterSaleExpressInfo::Refund(_) => {
+                    let amount = amount
+                        .as_deref()
+                        .and_then(Decimal::parse)
+                        .unwrap_or_else(|| Decimal::from_cents(0));
+                    for (delay, status) in [
+                        (delays.sent_back, ReturnStatus::GoodsSentBack),
+                        (delays.received, ReturnStatus::GoodsReceived),
+                    ] {
+                        let msg =
+                            AfterSaleStatusUpdate::Refund(refund_status(apply_id, status, None));
+                        schedule(conn, &subject, delay, &msg, corr.clone(), tp).await?;
+                    }
+                    let refunded = AfterSaleStatusUpdate::Refund(refund_status(
+                        apply_id,
+                        ReturnStatus::Refunded,
+                        Some(amount),
+                    ));
+                    schedule(conn, &subject, delays.complete, &refunded, corr.clone(), tp).await?;
+                    let red = InvoicePdfUrl {
+                        uid: order_uid,
+                        order_code,
+                        pdf_url: format!("{}/{order_code}/red.pdf", self.cfg.invoice_base_url),
+                        invoice_type: InvoiceType::Red,
+                    };
+                    schedule(conn, &subject, delays.invoice, &red, corr, tp).await?;
+                }
+            }
+            Ok(())
+        })
+    }
+}
+
+impl MessageHandler<ChangeRefundCancel> for Erp {
+    fn handle<'a>(
+        &'a self,
+        m: ChangeRefundCancel,
+        _d: &'a Delivery,
+        conn: &'a mut PgConnection,
+    ) -> HandlerFuture<'a> {
+        Box::pin(async move {
+            let kind = match m.kind {
+                AfterSaleKind::Change => "change",
+                AfterSaleKind::Refund => "refund",
+            };
+            let row = sqlx::query(
+                "UPDATE erp_sim_after_sales SET state = 'cancelled' \
+                 WHERE erp_id = $1 AND kind = $2 AND state = 'open' RETURNING erp_id",
+            )
+            .bind(m.id)
+            .bind(kind)
+            .fetch_optional(&mut *conn)
+            .await?;
+            if row.is_none() {
+                tracing::info!(
+                    kind,
+                    id = m.id,
+                    "erp-sim: cancel for an unknown, rejected or already cancelled exchange/return"
+                );
+                return Ok(());
+            }
+            let n = cancel(conn, &after_sale_subject(kind, m.id)).await?;
+            tracing::info!(
+                stand_in = true,
+                kind,
+                id = m.id,
+                pending_cancelled = n,
+                "erp-sim: cancelled by the customer; walk stopped"
+            );
+            Ok(())
+        })
+    }
+}
+
+impl MessageHandler<CustomerAddressChange> for Erp {
+    fn handle<'a>(
+        &'a self,
+        m: CustomerAddressChange,
+        _d: &'a Delivery,
+        _conn: &'a mut PgConnection,
+    ) -> HandlerFuture<'a> {
+        Box::pin(async move {
+            for a in &m.0 {
+                tracing::info!(
+                    order_code = a.order_code,
+                    "erp-sim: customer changed the delivery address (accepted, nothing to answer)"
+                );
+            }
+            Ok(())
+        })
+    }
+}
+
+impl MessageHandler<ExpressInfoUpdate> for Erp {
+    fn handle<'a>(
+        &'a self,
+        m: ExpressInfoUpdate,
+        _d: &'a Delivery,
+        _conn: &'a mut PgConnection,
+    ) -> HandlerFuture<'a> {
+        Box::pin(async move {
+            tracing::debug!(
+                order_code = m.order_code,
+                state = m.state,
+                "erp-sim: tracking event noted"
+            );
+            Ok(())
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn waybill_numbers_have_eleven_digits() {
+        assert_eq!(express_number(100000), "90000100000");
+        assert_eq!(express_number(1_607_472_719).len(), 11);
+    }
+
+    #[test]
+    fn refund_amount_sums_prices() {
+        let fixture =
+            include_str!("../../../tests/fixtures/mq-spec/order.createRefundOrder/create.json");
+        let mut m: CreateRefundOrder =
+            orderbus_contracts::decode(fixture.as_bytes()).expect("fixture decodes");
+        assert_eq!(
+            refund_amount(&m).map(|d| d.as_str().to_owned()),
+            Ok("334".to_owned())
+        );
+        let mut second = m.returned_goods_list[0].clone();
+        second.last_price = Decimal::parse("0.5").expect("decimal");
+        m.returned_goods_list.push(second);
+        assert_eq!(
+            refund_amount(&m).map(|d| d.as_str().to_owned()),
+            Ok("334.50".to_owned())
+        );
+    }
+}

@@ -1,0 +1,139 @@
+//! System auto-cancel: unpaid orders past the deadline → `cancelled_by_system` + `order.orderStatus`
+//! 906, for the order and its JIT children.
+//!
+//! Safe with several replicas: one statement claims due orders with `FOR UPDATE SKIP LOCKED` and
+//! re-checks `status = 'pending_payment'` in the same `UPDATE`, so each order is cancelled (and
+//! its 906 enqueued) exactly once, and a payment committing concurrently either wins (the order
+//! is no longer pending) or waits for the sweep's transaction and then finds it cancelled.
+
+use std::time::Duration;
+
+use orderbus_bus::Outbox;
+use orderbus_contracts as c;
+use serde_json::json;
+use sqlx::{PgPool, Row};
+use tokio_util::sync::CancellationToken;
+
+use crate::machine::{order_step, OrderEvent, OrderState, Outcome};
+use crate::metrics as m;
+use crate::store::{self, Source};
+
+/// The state the sweep moves orders to, read from the transition table.
+fn target() -> Option<OrderState> {
+    match order_step(OrderState::PendingPayment, OrderEvent::SystemAutoCancel) {
+        Outcome::Applied { to, .. } => Some(to),
+        Outcome::NotApplied { .. } => None,
+    }
+}
+
+/// One sweep: cancels up to `batch` due orders in one transaction. Returns the cancelled codes
+/// (top-level orders; their children are cancelled with them).
+pub async fn sweep_once(
+    pool: &PgPool,
+    deadline: Duration,
+    batch: i64,
+) -> Result<Vec<i64>, sqlx::Error> {
+    let Some(to) = target() else {
+        return Ok(Vec::new());
+    };
+    let mut tx = pool.begin().await?;
+    let rows = sqlx::query(
+        "WITH due AS ( \
+             SELECT order_code FROM orders \
+             WHERE status = $1 AND parent_order_code IS NULL \
+               AND created_at < now() - make_interval(secs => $2) \
+             ORDER BY created_at \
+             LIMIT $3 \
+             FOR UPDATE SKIP LOCKED) \
+         UPDATE orders o SET status = $4, updated_at = now() \
+         FROM due WHERE o.order_code = due.order_code AND o.status = $1 \
+         RETURNING o.order_code, o.is_split_parent",
+    )
+    .bind(OrderState::PendingPayment.as_str())
+    .bind(deadline.as_secs_f64())
+    .bind(batch)
+    .bind(to.as_str())
+    .fetch_all(&mut *tx)
+    .await?;
+    let source = Source::auto_cancel();
+    let mut cancelled = Vec::with_capacity(rows.len());
+    for row in rows {
+        let code: i64 = row.try_get("order_code")?;
+        let split: bool = row.try_get("is_split_parent")?;
+        let mut codes = vec![code];
+        if split {
+            let children: Vec<i64> = sqlx::query_scalar(
+                "UPDATE orders SET status = $3, updated_at = now() \
+                 WHERE parent_order_code = $1 AND status = $2 RETURNING order_code",
+            )
+            .bind(code)
+            .bind(OrderState::PendingPayment.as_str())
+            .bind(to.as_str())
+            .fetch_all(&mut *tx)
+            .await?;
+            codes.extend(children);
+        }
+        for c_code in codes {
+            store::record(
+                &mut tx,
+                store::Entry {
+                    order_code: c_code,
+                    subject: "order".into(),
+                    source: &source,
+                    event: OrderEvent::SystemAutoCancel.as_str(),
+                    applied: true,
+                    reason: None,
+                    before: Some(OrderState::PendingPayment.as_str()),
+                    after: Some(to.as_str()),
+                    detail: json!({ "deadline_secs": deadline.as_secs() }),
+                },
+            )
+            .await?;
+            Outbox::new()
+                .send(
+                    &mut tx,
+                    &c::OrderStatus {
+                        order_code: c_code,
+                        status: c::StorefrontOrderStatus::SystemAutoCancelled,
+                    },
+                )
+                .await
+                .map_err(|e| match e {
+                    orderbus_bus::OutboxError::Db(e) => e,
+                    other => sqlx::Error::Protocol(other.to_string()),
+                })?;
+            m::event("order", OrderEvent::SystemAutoCancel.as_str(), "applied");
+        }
+        cancelled.push(code);
+    }
+    tx.commit().await?;
+    m::auto_cancelled(cancelled.len() as u64);
+    Ok(cancelled)
+}
+
+/// Sweeps every `interval` until `shutdown`.
+pub async fn run(
+    pool: PgPool,
+    deadline: Duration,
+    interval: Duration,
+    batch: i64,
+    shutdown: CancellationToken,
+) {
+    loop {
+        match sweep_once(&pool, deadline, batch).await {
+            Ok(codes) if !codes.is_empty() => {
+                tracing::info!(count = codes.len(), "auto-cancelled unpaid orders");
+                // More may be due: go again without waiting.
+                if codes.len() as i64 == batch {
+                    continue;
+                }
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "auto-cancel sweep failed; next round retries"),
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(interval) => {}
+        }
+    }
+}

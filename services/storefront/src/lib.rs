@@ -1,0 +1,99 @@
+//! # orderbus-storefront
+//!
+//! The shop's order service: orders (with JIT split children), exchange and return orders, a
+//! per-order timeline, one explicit state machine per kind ([`machine`]), an HTTP API
+//! ([`http`], OpenAPI at `/openapi.json`), typed consumers for the ERP's and the payment
+//! service's messages ([`consumers`]), and the unpaid-order auto-cancel sweep ([`autocancel`]).
+//! Every state change commits with its outgoing message through the bus's outbox.
+
+pub mod autocancel;
+pub mod consumers;
+pub mod http;
+pub mod machine;
+pub mod metrics;
+pub mod store;
+
+use std::time::Duration;
+
+use orderbus_bus::{Subscription, Topology};
+use orderbus_runtime::{CancellationToken, Config, Running, RuntimeError, Service};
+
+/// The service's own migrations (merged with the bus's by the runtime).
+pub static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// Storefront settings beyond the runtime's [`Config`].
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Queue-name prefix (`<name>.<routing key>`); `storefront` in production.
+    pub service_name: String,
+    /// Unpaid orders older than this are cancelled (906).
+    pub auto_cancel_after: Duration,
+    /// How often the auto-cancel sweep runs; `None` = no sweeper in this process.
+    pub sweep_interval: Option<Duration>,
+    /// Orders cancelled per sweep transaction.
+    pub sweep_batch: i64,
+    /// Delay tiers of the retry chain.
+    pub retry_tiers: Vec<Duration>,
+    /// Request body limit in bytes.
+    pub body_limit: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            service_name: "storefront".into(),
+            auto_cancel_after: Duration::from_secs(30 * 60),
+            sweep_interval: Some(Duration::from_secs(30)),
+            sweep_batch: 100,
+            retry_tiers: vec![
+                Duration::from_secs(5),
+                Duration::from_secs(30),
+                Duration::from_secs(300),
+            ],
+            body_limit: 64 * 1024,
+        }
+    }
+}
+
+/// The subscription table: one quorum queue per consumed routing key.
+pub fn topology(settings: &Settings) -> Topology {
+    let mut t =
+        Topology::new(settings.service_name.clone()).retry_tiers(settings.retry_tiers.clone());
+    for (key, handler) in consumers::handlers() {
+        t = t.subscribe(
+            // Up to 20 already-prefetched messages share one transaction and one multi-ack
+            // (a failure redoes them one by one); one worker per queue keeps arrival order.
+            Subscription::new(key, handler)
+                .prefetch(100)
+                .batch(20)
+                .describe(format!("storefront consumer of {key}")),
+        );
+    }
+    t
+}
+
+/// Starts HTTP, consumers, relay and (if configured) the auto-cancel sweeper. Cancelling
+/// `shutdown` drains everything.
+pub async fn start(
+    config: Config,
+    settings: Settings,
+    shutdown: CancellationToken,
+) -> Result<Running, RuntimeError> {
+    let body_limit = settings.body_limit;
+    let running = Service::new(settings.service_name.clone(), topology(&settings))
+        .migrations(&MIGRATIONS)
+        .routes(move |pool| http::router(pool, body_limit))
+        .config(config)
+        .start(shutdown.clone())
+        .await?;
+    if let Some(interval) = settings.sweep_interval {
+        tokio::spawn(autocancel::run(
+            running.pool().clone(),
+            settings.auto_cancel_after,
+            interval,
+            settings.sweep_batch,
+            shutdown.child_token(),
+        ));
+    }
+    Ok(running)
+}

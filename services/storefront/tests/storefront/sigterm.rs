@@ -1,0 +1,220 @@
+//! The built binary under load gets a real SIGTERM: it exits 0 within its grace period, and a
+//! second process finishes what the first left: every ERP event applied exactly once, every
+//! outbox row published (0 lost).
+
+use std::collections::HashSet;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, Context};
+use orderbus_storefront::Settings;
+use orderbus_testkit::{amqp_url, unique_suffix, ErpPublisher, TestDb, TestQueue};
+use serde_json::json;
+
+use crate::common::*;
+
+const BIN: &str = env!("CARGO_BIN_EXE_orderbus-storefront");
+const GRACE_SECS: u64 = 10;
+const ORDERS: usize = 200;
+
+/// One storefront process; killed (SIGKILL) if a failing test drops it still running.
+struct Process {
+    child: Child,
+    base: String,
+}
+
+impl Process {
+    fn spawn(service_name: &str, db: &TestDb) -> anyhow::Result<Process> {
+        // A free port: bind :0, read it, release it (the child binds it a moment later).
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let child = Command::new(BIN)
+            .args(["--service-name", service_name, "--sweep-interval-secs", "0"])
+            .env("ORDERBUS_AMQP_URL", amqp_url())
+            .env("ORDERBUS_DATABASE_URL", db.url())
+            .env("ORDERBUS_HTTP_ADDR", "127.0.0.1")
+            .env("ORDERBUS_HTTP_PORT", port.to_string())
+            .env("ORDERBUS_SHUTDOWN_GRACE_SECS", GRACE_SECS.to_string())
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .context("storefront binary")?;
+        Ok(Process {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+        })
+    }
+
+    async fn wait_ready(&self, http: &reqwest::Client) -> anyhow::Result<()> {
+        eventually("storefront process ready", || async {
+            let r = http
+                .get(format!("{}/readyz", self.base))
+                .send()
+                .await
+                .ok()?;
+            r.status().is_success().then_some(())
+        })
+        .await
+    }
+
+    /// Sends SIGTERM and waits for the exit; returns how long it took.
+    async fn terminate(&mut self) -> anyhow::Result<Duration> {
+        let t0 = Instant::now();
+        let kill = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()?;
+        anyhow::ensure!(kill.success(), "kill -TERM failed");
+        let limit = Duration::from_secs(GRACE_SECS + 10);
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                anyhow::ensure!(status.success(), "exit status after SIGTERM: {status}");
+                return Ok(t0.elapsed());
+            }
+            if t0.elapsed() > limit {
+                return Err(anyhow!("still running {limit:?} after SIGTERM"));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+async fn applied_audits(db: &TestDb) -> anyhow::Result<(i64, i64)> {
+    Ok(sqlx::query_as(
+        "SELECT count(*), count(DISTINCT order_code) FROM order_timeline \
+         WHERE event = 'erp_100_audited' AND applied",
+    )
+    .fetch_one(db.pool())
+    .await?)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_under_load_exits_within_grace_and_loses_nothing() -> anyhow::Result<()> {
+    let db = TestDb::create().await?;
+    let settings = Settings {
+        service_name: format!("storefront-{}", unique_suffix()),
+        ..Settings::default()
+    };
+    let _cleanup = BrokerCleanup::for_settings(&settings);
+    let http = reqwest::Client::new();
+    let mut submits = TestQueue::bind(&["order.submit"]).await?;
+
+    let mut first = Process::spawn(&settings.service_name, &db)?;
+    first.wait_ready(&http).await?;
+    // Order codes no other test uses: every storefront under test consumes every test's events.
+    let offset = (u64::from_str_radix(&unique_suffix()[..8], 16)? % 900_000_000) as i64;
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "ALTER SEQUENCE storefront_order_code_seq RESTART WITH {}",
+        2_000_000_000_000 + offset * 1000
+    )))
+    .execute(db.pool())
+    .await?;
+
+    let uid = 4242;
+    let mut codes = Vec::with_capacity(ORDERS);
+    for _ in 0..ORDERS {
+        let r = http
+            .post(format!("{}/orders", first.base))
+            .json(&order_body(uid, &[1]))
+            .send()
+            .await?;
+        anyhow::ensure!(r.status() == 201, "create: {}", r.status());
+        let v: serde_json::Value = r.json().await?;
+        codes.push(v["order_code"].as_i64().context("order_code")?);
+    }
+    sqlx::query("UPDATE orders SET status = 'paid' WHERE order_code = ANY($1)")
+        .bind(&codes)
+        .execute(db.pool())
+        .await?;
+
+    // The load: one audit (100) per order, published while SIGTERM arrives.
+    let erp = ErpPublisher::connect().await?;
+    let load = {
+        let codes = codes.clone();
+        tokio::spawn(async move {
+            for code in codes {
+                let body = json!({ "uid": uid, "order_code": code, "status": 100 });
+                erp.publish("order.erpstatus", body.to_string().as_bytes())
+                    .await?;
+            }
+            Ok::<_, orderbus_testkit::TestkitError>(())
+        })
+    };
+    eventually("first audits applied", || async {
+        let (n, _) = applied_audits(&db).await.ok()?;
+        (n >= 10).then_some(())
+    })
+    .await?;
+    let drain = first.terminate().await?;
+    assert!(
+        drain <= Duration::from_secs(GRACE_SECS + 2),
+        "exited {drain:?} after SIGTERM; grace is {GRACE_SECS} s"
+    );
+    let (after_first, _) = applied_audits(&db).await?;
+    load.await??;
+
+    // A second process (same queues, same database) finishes the rest.
+    let mut second = Process::spawn(&settings.service_name, &db)?;
+    second.wait_ready(&http).await?;
+    eventually("every audit applied", || async {
+        let (n, _) = applied_audits(&db).await.ok()?;
+        (n >= ORDERS as i64).then_some(())
+    })
+    .await?;
+    eventually("outbox drained", || async {
+        let pending: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM orderbus_outbox WHERE sent_at IS NULL")
+                .fetch_one(db.pool())
+                .await
+                .ok()?;
+        (pending == 0).then_some(())
+    })
+    .await?;
+    second.terminate().await?;
+
+    let (total, distinct) = applied_audits(&db).await?;
+    assert_eq!(
+        (total, distinct),
+        (ORDERS as i64, ORDERS as i64),
+        "each audit applied exactly once"
+    );
+    let statuses: Vec<String> =
+        sqlx::query_scalar("SELECT status FROM orders WHERE order_code = ANY($1)")
+            .bind(&codes)
+            .fetch_all(db.pool())
+            .await?;
+    assert!(
+        statuses.iter().all(|s| s == "audited"),
+        "statuses: {statuses:?}"
+    );
+    // Every order.submit reached the broker (at least once; the outbox is at-least-once).
+    let ours: HashSet<i64> = codes.iter().copied().collect();
+    let mut seen = HashSet::new();
+    while seen.len() < ours.len() {
+        let m = submits
+            .recv_where(WAIT, |m| {
+                m.json()["order_code"]
+                    .as_i64()
+                    .is_some_and(|c| ours.contains(&c))
+            })
+            .await
+            .map_err(|e| anyhow!("order.submit seen for {} of {ORDERS}: {e}", seen.len()))?;
+        if let Some(c) = m.json()["order_code"].as_i64() {
+            seen.insert(c);
+        }
+    }
+    println!(
+        "SIGTERM drain took {drain:?}; the first process applied {after_first} of {ORDERS} audits"
+    );
+    Ok(())
+}
