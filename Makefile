@@ -1,0 +1,51 @@
+# orderbus — the two commands a newcomer needs are `make run` and `make test`.
+# Both install and start RabbitMQ and PostgreSQL first if they are missing or stopped.
+
+SHELL := /bin/bash
+# Builds live outside the clone so repeated runs (and CI on the same machine) reuse them.
+export CARGO_TARGET_DIR ?= $(HOME)/.cache/orderbus/target
+CARGO ?= cargo
+
+.PHONY: help run test services build schemas schemas-check lint fmt fmt-check clippy unit bench
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+run: services build ## start the whole local stack and print where to look
+	@scripts/run.sh
+
+test: services fmt-check clippy unit ## everything CI checks: fmt, clippy, all tests against the real broker and database
+
+services: ## install (Debian packages) and start RabbitMQ + PostgreSQL if needed
+	@scripts/ensure-services.sh
+
+build: ## build every crate and binary
+	$(CARGO) build --workspace --all-targets
+
+unit:
+	$(CARGO) test --workspace --doc -q
+	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
+		$(CARGO) nextest run --workspace --no-fail-fast; \
+	else \
+		$(CARGO) test --workspace --no-fail-fast; \
+	fi
+
+schemas: ## regenerate schemas/ (JSON Schemas + AsyncAPI) from the message types
+	$(CARGO) run -q -p orderbus-contracts --bin orderbus-schemas -- schemas
+
+schemas-check: ## fail if schemas/ differs from what the types generate
+	$(CARGO) run -q -p orderbus-contracts --bin orderbus-schemas -- --check schemas
+
+lint: fmt-check clippy ## rustfmt check + clippy with warnings as errors
+
+clippy:
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+fmt: ## format the code
+	$(CARGO) fmt --all
+
+fmt-check:
+	$(CARGO) fmt --all -- --check
+
+bench: services ## throughput/latency ratios against bare lapin baselines (not a test)
+	@scripts/bench.sh

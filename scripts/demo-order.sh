@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Creates one order through the storefront API and follows it until the ERP (stand-in) has
+# delivered it. Run while `make run` is up.
+set -euo pipefail
+api="${STOREFRONT_URL:-http://127.0.0.1:8080}"
+
+echo "+ curl -X POST $api/orders"
+created=$(curl -sS -X POST "$api/orders" \
+  -H 'Content-Type: application/json' \
+  -H "Idempotency-Key: demo-$(date +%s%N)" \
+  -d '{"uid": 8041518,
+       "items": [{"product_sku": 892152, "product_skn": 51152761, "warehouse_id": 1,
+                  "quantity": 2, "unit_price": "88.00"}],
+       "shipping_cost": "10.00",
+       "delivery_address": {"user_name": "Demo", "mobile": "13776693005", "province": "江苏省",
+                            "city": "南京市", "district": "江宁区", "address": "苏源大道87号",
+                            "zip_code": "211100"}}')
+echo "$created"
+code=$(printf '%s' "$created" | sed -n 's/.*"order_code":\([0-9]*\).*/\1/p' | head -n 1)
+if [ -z "$code" ]; then
+  echo "no order_code in the reply; is the storefront running (make run)?" >&2
+  exit 1
+fi
+
+echo
+echo "following order $code (curl $api/orders/$code):"
+last=""
+for _ in $(seq 1 60); do
+  status=$(curl -sS "$api/orders/$code" | sed -n 's/^{[^{]*"status":"\([a-z_]*\)".*/\1/p')
+  if [ "$status" != "$last" ]; then
+    echo "  $(date +%T)  $status"
+    last=$status
+  fi
+  case "$status" in delivered|receipt_confirmed|cancelled_*) break ;; esac
+  sleep 1
+done
+echo
+echo "full order with its timeline: curl $api/orders/$code"

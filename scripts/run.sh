@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# `make run`: starts every orderbus service that exists in this checkout against the local
+# RabbitMQ and PostgreSQL, prints where to look, and stops them all on Ctrl-C.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+target="${CARGO_TARGET_DIR:-target}/debug"
+
+pids=()
+stop() {
+  trap - INT TERM EXIT
+  if [ ${#pids[@]} -gt 0 ]; then
+    echo; echo "==> stopping ${#pids[@]} process(es)"
+    kill -TERM "${pids[@]}" 2>/dev/null || true
+    wait "${pids[@]}" 2>/dev/null || true
+  fi
+}
+trap stop INT TERM EXIT
+
+started=()
+# name | binary | arguments — started only if the binary was built (the service exists).
+while IFS='|' read -r name bin args; do
+  [ -n "$name" ] || continue
+  if [ -x "$target/$bin" ]; then
+    # shellcheck disable=SC2086
+    "$target/$bin" $args &
+    pids+=($!)
+    started+=("$name")
+  fi
+done <<'SERVICES'
+sandbox|orderbus-sandbox|
+storefront|orderbus-storefront|--create-database
+erp-sim|orderbus-erp-sim|run --create-database --auto-pay
+SERVICES
+
+cat <<INFO
+
+orderbus local stack
+  storefront API     http://127.0.0.1:8080/orders        (OpenAPI: http://127.0.0.1:8080/openapi.json)
+                     health http://127.0.0.1:8080/readyz, metrics http://127.0.0.1:8080/metrics
+  RabbitMQ console   http://localhost:15672   (guest / guest) — Queues tab:
+                     storefront.order.erpstatus   ERP status updates the storefront applies
+                     storefront.parking           messages refused with a reason (see headers)
+                     storefront.retry.*           delay tiers for transient failures
+                     erp-sim.order.submit         what the ERP stand-in receives
+  PostgreSQL         psql -h 127.0.0.1 -U postgres storefront
+  erp-sim            DEV/TEST STAND-IN for the ERP (not the ERP, never deployed), with AUTO-PAY on:
+                     it publishes order.payment for every order.submit (no payments service yet)
+                     and walks each order 100 -> 200 -> 600 -> 700 -> blue invoice (~17 s).
+                     health http://127.0.0.1:8099/readyz   database orderbus_erp_sim
+                     send any spec message: orderbus-erp-sim publish <routing-key> FILE|-
+  sandbox            partner simulators (dev/test only): SweetTracker :7101, Sinopac :7102,
+                     Frotel mirrors :7103-7105, SHOPLINE sender :7106
+
+Try it (in another terminal): scripts/demo-order.sh
+  creates an order with curl and prints its status every second until it is delivered.
+INFO
+if [ ${#started[@]} -eq 0 ]; then
+  cat <<'INFO'
+
+  No service exists in services/ yet: the broker and the database are up and everything is
+  built, but there is nothing else to start. `make run` grows with every service.
+INFO
+  exit 0
+fi
+echo "  started: ${started[*]}"
+echo
+echo "Ctrl-C stops everything."
+wait -n "${pids[@]}" || true
