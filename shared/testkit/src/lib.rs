@@ -165,6 +165,48 @@ pub async fn connect_amqp() -> Result<Connection, TestkitError> {
     Ok(Connection::connect(&amqp_url(), ConnectionProperties::default()).await?)
 }
 
+/// Stands in for the subscribers a test does not run (the ERP, in production bound to every
+/// key the storefront publishes): an exclusive queue with `x-max-length` 0 bound to the given
+/// patterns, so those messages are routed (the publisher's `mandatory` flag is satisfied and
+/// the confirm is positive) and then dropped. Without it an unroutable message stays pending in
+/// the outbox and, by design, holds back that order's later messages.
+pub struct RouteSink {
+    _connection: Connection,
+}
+
+impl RouteSink {
+    pub async fn bind(patterns: &[&str]) -> Result<RouteSink, TestkitError> {
+        let connection = connect_amqp().await?;
+        let channel = connection.create_channel().await?;
+        let name = format!("test.sink.{}", unique_suffix());
+        let options = QueueDeclareOptions {
+            exclusive: true,
+            auto_delete: true,
+            ..Default::default()
+        };
+        let mut args = FieldTable::default();
+        args.insert("x-max-length".into(), lapin::types::AMQPValue::LongInt(0));
+        channel
+            .queue_declare(name.as_str().into(), options, args)
+            .await?;
+        for pattern in patterns {
+            channel
+                .queue_bind(
+                    name.as_str().into(),
+                    "amq.topic".into(),
+                    (*pattern).into(),
+                    QueueBindOptions::default(),
+                    FieldTable::default(),
+                )
+                .await?;
+        }
+        let _ = channel.close(200, "bound".into()).await;
+        Ok(RouteSink {
+            _connection: connection,
+        })
+    }
+}
+
 /// A message received by a [`TestQueue`].
 #[derive(Debug, Clone)]
 pub struct Received {

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use orderbus_contracts::schema::schema_file_name;
 use orderbus_contracts::{BusMessage, RoutingKey};
 use orderbus_erp_sim::{delete_topology, ErpSim, RunningErpSim, SimConfig};
-use orderbus_testkit::{amqp_url, unique_suffix, Received, TestDb, TestQueue};
+use orderbus_testkit::{amqp_url, unique_suffix, Received, RouteSink, TestDb, TestQueue};
 use rand::Rng;
 use serde_json::Value;
 
@@ -34,6 +34,9 @@ pub struct Sim {
     pub config: SimConfig,
     /// The customer this test plays; the stand-in answers only for them.
     pub uid: i64,
+    /// The storefront's subscriptions, as in production, so every answer is routable even when
+    /// a test listens to only some keys (an unroutable answer would hold back its order's next).
+    _storefront_routes: RouteSink,
 }
 
 impl Sim {
@@ -48,6 +51,15 @@ impl Sim {
         );
         config.only_uids = Some([uid].into_iter().collect());
         tune(&mut config);
+        let keys: Vec<&str> = RoutingKey::ALL
+            .iter()
+            .filter(|k| {
+                k.subscribers()
+                    .contains(&orderbus_contracts::Party::Storefront)
+            })
+            .map(|k| k.as_str())
+            .collect();
+        let storefront_routes = RouteSink::bind(&keys).await.expect("route sink");
         let sim = ErpSim::start(config.clone())
             .await
             .expect("stand-in starts");
@@ -56,6 +68,7 @@ impl Sim {
             sim: Some(sim),
             config,
             uid,
+            _storefront_routes: storefront_routes,
         }
     }
 

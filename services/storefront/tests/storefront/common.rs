@@ -11,7 +11,7 @@ use deadpool_lapin::lapin::types::{AMQPValue, FieldTable};
 use futures::StreamExt;
 use orderbus_runtime::{CancellationToken, Config, Running, Secret};
 use orderbus_storefront::{start, topology, Settings};
-use orderbus_testkit::{unique_suffix, Received, TestDb, TestQueue};
+use orderbus_testkit::{unique_suffix, Received, RouteSink, TestDb, TestQueue};
 use serde_json::{json, Value};
 
 pub const WAIT: Duration = Duration::from_secs(30);
@@ -24,6 +24,7 @@ pub struct Harness {
     shutdown: CancellationToken,
     running: Option<Running>,
     _cleanup: BrokerCleanup,
+    _erp_routes: RouteSink,
 }
 
 /// Deletes the service's queues and tier exchanges when dropped, also when a test fails
@@ -58,6 +59,17 @@ impl Drop for BrokerCleanup {
     }
 }
 
+/// The ERP's subscriptions, as in production: every key the ERP subscribes to is routable, so
+/// a test that listens to only some keys does not leave the others pending in the outbox.
+pub async fn erp_routes() -> anyhow::Result<RouteSink> {
+    let keys: Vec<&str> = orderbus_contracts::RoutingKey::ALL
+        .iter()
+        .filter(|k| k.subscribers().contains(&orderbus_contracts::Party::Erp))
+        .map(|k| k.as_str())
+        .collect();
+    Ok(RouteSink::bind(&keys).await?)
+}
+
 impl Harness {
     pub async fn start() -> anyhow::Result<Harness> {
         Self::start_with(|_| {}).await
@@ -79,6 +91,7 @@ impl Harness {
         config.db_max_connections = 12;
         let shutdown = CancellationToken::new();
         let cleanup = BrokerCleanup::for_settings(&settings);
+        let erp_routes = erp_routes().await?;
         let running = start(config, settings.clone(), shutdown.clone()).await?;
         let base = format!("http://{}", running.addr());
         // Codes unique across parallel tests: every test's consumers see every test's messages.
@@ -102,6 +115,7 @@ impl Harness {
             shutdown,
             running: Some(running),
             _cleanup: cleanup,
+            _erp_routes: erp_routes,
         };
         h.wait_ready().await?;
         Ok(h)
