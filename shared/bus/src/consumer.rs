@@ -1,7 +1,8 @@
 //! Consumers: manual ack after commit, inbox dedup, retry tiers, parking, supervision.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,6 +17,7 @@ use futures::{FutureExt, StreamExt};
 use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 use sqlx::{PgConnection, PgPool, Postgres, Transaction};
+use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -74,6 +76,14 @@ pub trait Handler: Send + Sync + 'static {
         delivery: &'a Delivery,
         conn: &'a mut PgConnection,
     ) -> HandlerFuture<'a>;
+
+    /// What a delivery's ordering is about (the order code), read from its body, for
+    /// subscriptions with several partitions: messages with the same key are always handled in
+    /// one partition, in arrival order. `None` (the default): the AMQP `correlation_id` decides,
+    /// and without one the message goes to the first partition.
+    fn partition_key(&self, _body: &[u8]) -> Option<String> {
+        None
+    }
 }
 
 /// What a handler sees of a delivery.
@@ -206,6 +216,7 @@ pub trait MessageHandler<M>: Send + Sync + 'static {
 struct Typed<M, H> {
     handler: H,
     decode: fn(&[u8]) -> Result<M, String>,
+    key: fn(&M) -> Option<String>,
 }
 
 impl<M: Send + Sync + 'static, H: MessageHandler<M>> Handler for Typed<M, H> {
@@ -218,6 +229,10 @@ impl<M: Send + Sync + 'static, H: MessageHandler<M>> Handler for Typed<M, H> {
             Ok(m) => self.handler.handle(m, delivery, conn),
             Err(e) => Box::pin(async move { Err(HandlerError::Park(format!("undecodable: {e}"))) }),
         }
+    }
+
+    fn partition_key(&self, body: &[u8]) -> Option<String> {
+        (self.decode)(body).ok().and_then(|m| (self.key)(&m))
     }
 }
 
@@ -234,6 +249,7 @@ where
     Arc::new(Typed {
         handler,
         decode: decode::<M>,
+        key: <M as orderbus_contracts::Message>::correlation_id,
     })
 }
 
@@ -243,7 +259,11 @@ where
     M: Send + Sync + 'static,
     H: MessageHandler<M>,
 {
-    Arc::new(Typed { handler, decode })
+    Arc::new(Typed {
+        handler,
+        decode,
+        key: |_| None,
+    })
 }
 
 /// Consumer settings.
@@ -404,25 +424,31 @@ impl Consumers {
                 )
                 .await
                 .map_err(|_| timeout_err("basic.consume"))??;
-                // Own confirm channel per worker: one publish in flight per channel keeps
-                // returned-message attribution exact.
-                let publisher = Publisher::open(
-                    conn,
-                    self.topology.service.clone(),
-                    self.config.publish_timeout,
-                )
-                .await?;
-                let worker = Worker {
-                    topology: self.topology.clone(),
-                    sub: sub.clone(),
-                    queue: queue.clone(),
-                    pool: self.pool.clone(),
-                    publisher,
-                    config: self.config.clone(),
-                    gen,
-                    current: self.generation.clone(),
+                // Own confirm channel per worker and partition: one publish in flight per
+                // channel keeps returned-message attribution exact.
+                let mut lanes = Vec::with_capacity(sub.partitions.max(1));
+                for _ in 0..sub.partitions.max(1) {
+                    let publisher = Publisher::open(
+                        conn,
+                        self.topology.service.clone(),
+                        self.config.publish_timeout,
+                    )
+                    .await?;
+                    lanes.push(Worker {
+                        topology: self.topology.clone(),
+                        sub: sub.clone(),
+                        queue: queue.clone(),
+                        pool: self.pool.clone(),
+                        publisher,
+                        config: self.config.clone(),
+                        gen,
+                        current: self.generation.clone(),
+                    });
+                }
+                match (lanes.len(), lanes.pop()) {
+                    (1, Some(worker)) => tasks.spawn(worker.run(consumer, stop.clone())),
+                    _ => tasks.spawn(run_partitioned(lanes, consumer, stop.clone())),
                 };
-                tasks.spawn(worker.run(consumer, stop.clone()));
             }
         }
         self.health.set(&self.health_key(), true);
@@ -466,6 +492,89 @@ impl Consumers {
             }
         }
     }
+}
+
+/// Logs and counts work given up because its channel is gone (the broker redelivers it).
+fn abandoned(queue: &str, e: BusError) -> BusError {
+    tracing::warn!(queue = %queue, error = %e, "channel lost while handling; the broker redelivers the batch");
+    metrics::counter!("orderbus_batches_abandoned_total", "queue" => queue.to_owned()).increment(1);
+    e
+}
+
+/// Which of `n` partitions handles `key` (stable for the life of the process, which is all
+/// that ordering needs: a redelivery after a restart starts from the queue's order again).
+fn partition_of(key: &str, n: usize) -> usize {
+    let mut h = std::hash::DefaultHasher::new();
+    key.hash(&mut h);
+    (h.finish() % n.max(1) as u64) as usize
+}
+
+/// A worker with several partitions ([`Subscription::partitions`]): this task keeps reading
+/// the channel and hands each delivery to the partition of its key (the handler's
+/// [`Handler::partition_key`], else the AMQP `correlation_id`, else the first partition), so
+/// one order's messages are handled one after the other in arrival order while other orders
+/// proceed in parallel. If the channel is lost, every partition's work is abandoned at once (as
+/// in [`Worker::run`]); on shutdown the partitions finish their current batch and what they
+/// had not started stays unacked for the broker to requeue.
+async fn run_partitioned(
+    lanes: Vec<Worker>,
+    mut consumer: Consumer,
+    stop: CancellationToken,
+) -> Result<(), BusError> {
+    let Some(first) = lanes.first() else {
+        return Ok(());
+    };
+    let (queue, handler, n) = (first.queue.clone(), first.sub.handler.clone(), lanes.len());
+    let busy = Arc::new(AtomicUsize::new(0));
+    let mut senders = Vec::with_capacity(n);
+    let mut tasks = JoinSet::new();
+    for lane in lanes {
+        let (tx, rx) = mpsc::unbounded_channel();
+        senders.push(tx);
+        tasks.spawn(lane.run_partition(rx, stop.clone(), busy.clone()));
+    }
+    let lost = |e: BusError| {
+        if busy.load(Ordering::SeqCst) > 0 {
+            abandoned(&queue, e)
+        } else {
+            e
+        }
+    };
+    let failure = loop {
+        tokio::select! {
+            biased;
+            _ = stop.cancelled() => {
+                drop(senders);
+                while let Some(joined) = tasks.join_next().await {
+                    if let Ok(Err(e)) = joined {
+                        return Err(e);
+                    }
+                }
+                return Ok(());
+            }
+            Some(joined) = tasks.join_next() => break match joined {
+                Ok(Err(e)) => e,
+                Ok(Ok(())) => BusError::Connection(format!("a partition of {queue} stopped")),
+                Err(e) => BusError::Connection(format!("a partition of {queue} failed: {e}")),
+            },
+            next = consumer.next() => match next {
+                Some(Ok(d)) => {
+                    let key = handler.partition_key(&d.data).or_else(|| {
+                        d.properties.correlation_id().as_ref().map(|c| c.as_str().to_owned())
+                    });
+                    let i = key.map_or(0, |k| partition_of(&k, n));
+                    if senders[i].send(d).is_err() {
+                        break BusError::Connection(format!("a partition of {queue} stopped"));
+                    }
+                }
+                Some(Err(e)) => break lost(e.into()),
+                None => break lost(BusError::ConsumerEnded { queue: queue.clone() }),
+            },
+        }
+    };
+    tasks.abort_all();
+    while tasks.join_next().await.is_some() {}
+    Err(failure)
 }
 
 enum TxOutcome {
@@ -570,10 +679,38 @@ impl Worker {
     }
 
     fn abandoned(&self, e: BusError) -> BusError {
-        tracing::warn!(queue = %self.queue, error = %e, "channel lost while handling; the broker redelivers the batch");
-        metrics::counter!("orderbus_batches_abandoned_total", "queue" => self.queue.clone())
-            .increment(1);
-        e
+        abandoned(&self.queue, e)
+    }
+
+    /// One partition of [`run_partitioned`]: batches what its dispatcher handed it (never
+    /// waiting for more) and handles it like [`Worker::run`] does.
+    async fn run_partition(
+        self,
+        mut deliveries: mpsc::UnboundedReceiver<RawDelivery>,
+        stop: CancellationToken,
+        busy: Arc<AtomicUsize>,
+    ) -> Result<(), BusError> {
+        loop {
+            let first = tokio::select! {
+                biased;
+                _ = stop.cancelled() => return Ok(()),
+                next = deliveries.recv() => match next {
+                    Some(d) => d,
+                    None => return Ok(()),
+                },
+            };
+            let mut batch = vec![first];
+            while batch.len() < self.sub.batch {
+                match deliveries.try_recv() {
+                    Ok(d) => batch.push(d),
+                    Err(_) => break,
+                }
+            }
+            busy.fetch_add(1, Ordering::SeqCst);
+            let done = self.process(batch, &stop).await;
+            busy.fetch_sub(1, Ordering::SeqCst);
+            done?;
+        }
     }
 
     async fn process(
@@ -591,9 +728,13 @@ impl Worker {
         let started = Instant::now();
         match self.run_tx(&ds, stop).await {
             TxOutcome::Committed(dups) => {
-                let last = batch.last().map(|r| &r.acker);
-                if let Some(acker) = last {
-                    self.ack(acker, true).await?;
+                if self.sub.partitions > 1 {
+                    // Other partitions' deliveries interleave with ours: a multi-ack would
+                    // ack their uncommitted work.
+                    let acks = batch.iter().map(|raw| self.ack(&raw.acker, false));
+                    futures::future::try_join_all(acks).await?;
+                } else if let Some(last) = batch.last() {
+                    self.ack(&last.acker, true).await?;
                 }
                 self.observe(started, ds.len());
                 for dup in dups {

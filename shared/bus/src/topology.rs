@@ -70,6 +70,12 @@ pub struct Subscription {
     /// messages of one queue are handled in parallel and may complete out of order, so
     /// per-order ordering relies on the handlers' state-machine guards.
     pub concurrency: usize,
+    /// Batches handled at the same time by each worker, each in its own transaction, with every
+    /// message of one key ([`crate::Handler::partition_key`], the order code) always in the same
+    /// partition: one order's messages stay in arrival order while different orders proceed in
+    /// parallel (1 = one batch at a time). Each partition holds one database connection while
+    /// it works, and acks its own deliveries one by one.
+    pub partitions: usize,
     /// What the queue is for (exported in the definitions).
     pub description: String,
 }
@@ -83,6 +89,7 @@ impl Subscription {
             max_retries: None,
             batch: 1,
             concurrency: 1,
+            partitions: 1,
             description: String::new(),
         }
     }
@@ -105,6 +112,11 @@ impl Subscription {
         self.concurrency = n.max(1);
         self
     }
+    /// Handles up to `n` batches at once, partitioned by order (see [`Subscription::partitions`]).
+    pub fn partitions(mut self, n: usize) -> Self {
+        self.partitions = n.max(1);
+        self
+    }
     pub fn describe(mut self, text: impl Into<String>) -> Self {
         self.description = text.into();
         self
@@ -119,6 +131,7 @@ impl std::fmt::Debug for Subscription {
             .field("max_retries", &self.max_retries)
             .field("batch", &self.batch)
             .field("concurrency", &self.concurrency)
+            .field("partitions", &self.partitions)
             .finish_non_exhaustive()
     }
 }

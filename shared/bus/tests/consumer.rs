@@ -388,3 +388,136 @@ async fn concurrent_workers_lose_and_double_nothing() -> TestResult {
     assert_eq!(rec.calls(), 300, "no handler call was repeated");
     Ok(())
 }
+
+/// Counts how many handler calls overlap, around a [`Recorder`].
+#[derive(Clone, Default)]
+struct Overlap {
+    inner: Recorder,
+    active: Arc<std::sync::atomic::AtomicUsize>,
+    most: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl orderbus_bus::Handler for Overlap {
+    fn handle<'a>(&'a self, d: &'a Delivery, conn: &'a mut PgConnection) -> HandlerFuture<'a> {
+        use std::sync::atomic::Ordering::SeqCst;
+        Box::pin(async move {
+            let now = self.active.fetch_add(1, SeqCst) + 1;
+            self.most.fetch_max(now, SeqCst);
+            let done = self.inner.handle(d, conn).await;
+            self.active.fetch_sub(1, SeqCst);
+            done
+        })
+    }
+}
+
+/// `Subscription::partitions(4)`: 40 orders × 5 messages, published interleaved with the
+/// order code as `correlation_id`, plus poison. Partitions work at the same time (handler calls
+/// overlap), yet every order's messages take effect in publication order, each exactly once;
+/// the poison is parked and holds nothing back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partitions_run_orders_in_parallel_and_each_order_in_sequence() -> TestResult {
+    let world = World::new().await?;
+    let key = world.key("parts");
+    let handler = Overlap {
+        inner: Recorder {
+            delay: Duration::from_millis(3),
+            ..Recorder::default()
+        },
+        ..Overlap::default()
+    };
+    let topo = topology(
+        &world,
+        &key,
+        |s| s.prefetch(100).batch(5).partitions(4),
+        Arc::new(handler.clone()),
+    );
+    let parking = topo.parking_queue();
+    let _cleanup = Cleanup::of(&topo);
+    let running = spawn_consumers(topo, world.pool().clone(), &amqp_url());
+    running.wait_ready(Duration::from_secs(10)).await?;
+
+    let erp = ErpPublisher::connect().await?;
+    for seq in 0..5 {
+        for order in 0..40 {
+            let props = erp_properties().with_correlation_id(format!("{order}").into());
+            erp.publish_with(&key, &body(format!("o{order}-{seq}")), props)
+                .await?;
+        }
+        erp.publish(&key, b"{poison").await?;
+    }
+    world.wait_effects(200, Duration::from_secs(30)).await?;
+    let parked = wait_until(Duration::from_secs(10), || async {
+        let n = queue_depth(&parking).await.ok()?;
+        (n >= 5).then_some(n)
+    })
+    .await
+    .ok_or("poison not parked")?;
+    running.stop().await;
+
+    assert_eq!(parked, 5);
+    world.assert_exactly_once(200).await?;
+    let mut last_seq = std::collections::HashMap::<String, u32>::new();
+    for (effect, _) in world.effects().await? {
+        let (order, seq) = effect.split_once('-').ok_or("effect key")?;
+        let seq: u32 = seq.parse()?;
+        let expected = last_seq.get(order).map_or(0, |s| s + 1);
+        assert_eq!(seq, expected, "order {order} out of sequence");
+        last_seq.insert(order.to_owned(), seq);
+    }
+    assert!(
+        handler.most.load(std::sync::atomic::Ordering::SeqCst) > 1,
+        "partitions never overlapped"
+    );
+    Ok(())
+}
+
+/// A typed handler's partition key is the message's order code, read from the body.
+#[test]
+fn typed_partition_key_is_the_order_code() {
+    let handler = typed::<OrderStatus, _>(StatusHandler);
+    let body = br#"{"orderCode": "1234", "status": 700}"#;
+    assert_eq!(handler.partition_key(body).as_deref(), Some("1234"));
+    assert_eq!(handler.partition_key(b"{not json"), None);
+}
+
+/// Partitions busy when the connection is cut: every partition's work is abandoned (rolled
+/// back, unacked), the consumer reconnects by itself and finishes, and every message still has
+/// exactly one effect.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partitions_cut_mid_batch_lose_and_double_nothing() -> TestResult {
+    let world = World::new().await?;
+    let key = world.key("pcut");
+    let rec = Recorder {
+        delay: Duration::from_millis(5),
+        ..Recorder::default()
+    };
+    let topo = topology(
+        &world,
+        &key,
+        |s| s.batch(10).prefetch(80).partitions(4),
+        Arc::new(rec.clone()),
+    );
+    let _cleanup = Cleanup::of(&topo);
+    let declare = orderbus_testkit::connect_amqp().await?;
+    topo.declare(&declare.create_channel().await?).await?;
+    let erp = ErpPublisher::connect().await?;
+    for i in 0..300 {
+        let props = erp_properties().with_correlation_id(format!("{}", i % 23).into());
+        erp.publish_with(&key, &body(format!("k{i}")), props)
+            .await?;
+    }
+    let proxy = FaultProxy::start(rabbit_addr()).await?;
+    let running = spawn_consumers(
+        topo,
+        world.pool().clone(),
+        &rewrite_url(&amqp_url(), rabbit_addr(), proxy.addr()),
+    );
+    world.wait_effects(40, Duration::from_secs(20)).await?;
+    let before = proxy.accepted();
+    proxy.cut();
+    world.wait_effects(300, Duration::from_secs(30)).await?;
+    running.stop().await;
+    world.assert_exactly_once(300).await?;
+    assert!(proxy.accepted() > before, "the consumer reconnected");
+    Ok(())
+}

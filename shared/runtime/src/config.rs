@@ -78,7 +78,8 @@ pub struct Config {
     pub log_format: LogFormat,
     /// `ORDERBUS_SHUTDOWN_GRACE_SECS` (default 20; keep it below the pod's grace period).
     pub shutdown_grace: Duration,
-    /// `ORDERBUS_DB_MAX_CONNECTIONS` (default 10).
+    /// `ORDERBUS_DB_MAX_CONNECTIONS` (default 20: one per consumer worker or partition, the
+    /// relay and its LISTEN, the HTTP handlers).
     pub db_max_connections: u32,
     /// `ORDERBUS_DB_ACQUIRE_TIMEOUT_MS` (default 5000).
     pub db_acquire_timeout: Duration,
@@ -108,7 +109,7 @@ impl Config {
             http_addr: SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 8080),
             log_format: LogFormat::Human,
             shutdown_grace: Duration::from_secs(20),
-            db_max_connections: 10,
+            db_max_connections: 20,
             db_acquire_timeout: Duration::from_secs(5),
             db_statement_timeout: Duration::from_secs(10),
             run_relay: true,
