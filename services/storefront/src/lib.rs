@@ -55,17 +55,24 @@ impl Default for Settings {
     }
 }
 
+/// Consumed keys with many messages per order and one order per message.
+const HIGH_VOLUME: [&str; 2] = ["order.erpstatus", "order.updateExpressInfo"];
+
 /// The subscription table: one quorum queue per consumed routing key.
 pub fn topology(settings: &Settings) -> Topology {
     let mut t =
         Topology::new(settings.service_name.clone()).retry_tiers(settings.retry_tiers.clone());
     for (key, handler) in consumers::handlers() {
+        // Up to 20 already-prefetched messages share one transaction (a failure redoes them
+        // one by one); one worker per queue keeps arrival order. The two high-volume streams,
+        // each message about one order, run 4 batches at once partitioned by order code, so
+        // one order's events still apply in arrival order.
+        let partitions = if HIGH_VOLUME.contains(&key) { 4 } else { 1 };
         t = t.subscribe(
-            // Up to 20 already-prefetched messages share one transaction and one multi-ack
-            // (a failure redoes them one by one); one worker per queue keeps arrival order.
             Subscription::new(key, handler)
                 .prefetch(100)
                 .batch(20)
+                .partitions(partitions)
                 .describe(format!("storefront consumer of {key}")),
         );
     }

@@ -187,22 +187,48 @@ pub struct Entry<'a> {
 }
 
 pub async fn record(conn: &mut PgConnection, e: Entry<'_>) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO order_timeline (order_code, subject, source, event, applied, reason, status_before, status_after, message_id, detail) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-    )
-    .bind(e.order_code)
-    .bind(&e.subject)
-    .bind(&e.source.name)
-    .bind(e.event)
-    .bind(e.applied)
-    .bind(&e.reason)
-    .bind(e.before)
-    .bind(e.after)
-    .bind(&e.source.message_id)
-    .bind(&e.detail)
-    .execute(&mut *conn)
-    .await?;
+    record_moving(conn, e, None).await
+}
+
+/// A status change written by the same statement as its timeline row (one round trip).
+struct StatusWrite<'a> {
+    /// `orders`, `exchange_orders` or `return_orders` with its key column: static SQL only.
+    table: &'static str,
+    key_column: &'static str,
+    key: i64,
+    status: &'a str,
+}
+
+async fn record_moving(
+    conn: &mut PgConnection,
+    e: Entry<'_>,
+    status: Option<StatusWrite<'_>>,
+) -> Result<(), sqlx::Error> {
+    const INSERT: &str = "INSERT INTO order_timeline (order_code, subject, source, event, applied, reason, \
+         status_before, status_after, message_id, detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
+    // A data-modifying CTE runs exactly once whether or not the INSERT reads it.
+    let sql = match &status {
+        Some(w) => format!(
+            "WITH moved AS (UPDATE {} SET status = $11, updated_at = now() WHERE {} = $12) {INSERT}",
+            w.table, w.key_column
+        ),
+        None => INSERT.to_owned(),
+    };
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(e.order_code)
+        .bind(&e.subject)
+        .bind(&e.source.name)
+        .bind(e.event)
+        .bind(e.applied)
+        .bind(&e.reason)
+        .bind(e.before)
+        .bind(e.after)
+        .bind(&e.source.message_id)
+        .bind(&e.detail);
+    if let Some(w) = &status {
+        query = query.bind(w.status).bind(w.key);
+    }
+    query.execute(&mut *conn).await?;
     if !e.applied {
         m::not_applied(
             &e.subject_kind(),
@@ -229,30 +255,32 @@ pub async fn offer_order_event(
     detail: Value,
 ) -> Result<Outcome<OrderState>, sqlx::Error> {
     let outcome = order_step(order.status, event);
-    if let Outcome::Applied { to, .. } = outcome {
-        sqlx::query("UPDATE orders SET status = $2, updated_at = now() WHERE order_code = $1")
-            .bind(order.order_code)
-            .bind(to.as_str())
-            .execute(&mut *conn)
-            .await?;
-    }
-    record_outcome(
-        conn,
-        order.order_code,
-        "order".into(),
-        source,
-        event.as_str(),
-        outcome,
-        detail,
-    )
-    .await?;
+    let subject = Subject {
+        order_code: order.order_code,
+        name: "order".into(),
+        table: "orders",
+        key_column: "order_code",
+        key: order.order_code,
+    };
+    record_outcome(conn, subject, source, event.as_str(), outcome, detail).await?;
     Ok(outcome)
 }
 
+/// What a state machine moved: its timeline subject and the row holding its status.
+struct Subject {
+    order_code: i64,
+    /// `order`, `exchange:<id>`, `return:<id>`.
+    name: String,
+    table: &'static str,
+    key_column: &'static str,
+    key: i64,
+}
+
+/// Records the machine's outcome on the timeline and, if it applied, the new status, in one
+/// statement.
 async fn record_outcome<S: Copy + std::fmt::Display>(
     conn: &mut PgConnection,
-    order_code: i64,
-    subject: String,
+    subject: Subject,
     source: &Source,
     event: &str,
     outcome: Outcome<S>,
@@ -267,12 +295,18 @@ async fn record_outcome<S: Copy + std::fmt::Display>(
             current.to_string(),
         ),
     };
-    m::event(&subject, event, reason.as_deref().unwrap_or("applied"));
-    record(
+    m::event(&subject.name, event, reason.as_deref().unwrap_or("applied"));
+    let write = applied.then_some(StatusWrite {
+        table: subject.table,
+        key_column: subject.key_column,
+        key: subject.key,
+        status: &after,
+    });
+    record_moving(
         conn,
         Entry {
-            order_code,
-            subject,
+            order_code: subject.order_code,
+            subject: subject.name,
             source,
             event,
             applied,
@@ -281,6 +315,7 @@ async fn record_outcome<S: Copy + std::fmt::Display>(
             after: Some(&after),
             detail,
         },
+        write,
     )
     .await
 }
@@ -394,24 +429,14 @@ pub async fn offer_exchange_event(
     detail: Value,
 ) -> Result<Outcome<ExchangeState>, sqlx::Error> {
     let outcome = exchange_step(x.status, event);
-    if let Outcome::Applied { to, .. } = outcome {
-        sqlx::query("UPDATE exchange_orders SET status = $2, updated_at = now() WHERE id = $1")
-            .bind(x.id)
-            .bind(to.as_str())
-            .execute(&mut *conn)
-            .await?;
-    }
-    let subject = format!("exchange:{}", x.id);
-    record_outcome(
-        conn,
-        x.order_code,
-        subject,
-        source,
-        event.as_str(),
-        outcome,
-        detail,
-    )
-    .await?;
+    let subject = Subject {
+        order_code: x.order_code,
+        name: format!("exchange:{}", x.id),
+        table: "exchange_orders",
+        key_column: "id",
+        key: x.id,
+    };
+    record_outcome(conn, subject, source, event.as_str(), outcome, detail).await?;
     Ok(outcome)
 }
 
@@ -423,24 +448,14 @@ pub async fn offer_return_event(
     detail: Value,
 ) -> Result<Outcome<ReturnState>, sqlx::Error> {
     let outcome = return_step(r.status, event);
-    if let Outcome::Applied { to, .. } = outcome {
-        sqlx::query("UPDATE return_orders SET status = $2, updated_at = now() WHERE id = $1")
-            .bind(r.id)
-            .bind(to.as_str())
-            .execute(&mut *conn)
-            .await?;
-    }
-    let subject = format!("return:{}", r.id);
-    record_outcome(
-        conn,
-        r.order_code,
-        subject,
-        source,
-        event.as_str(),
-        outcome,
-        detail,
-    )
-    .await?;
+    let subject = Subject {
+        order_code: r.order_code,
+        name: format!("return:{}", r.id),
+        table: "return_orders",
+        key_column: "id",
+        key: r.id,
+    };
+    record_outcome(conn, subject, source, event.as_str(), outcome, detail).await?;
     Ok(outcome)
 }
 

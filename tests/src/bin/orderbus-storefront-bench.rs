@@ -374,6 +374,7 @@ fn describe(
         "prefetch": sub.map(|s| s.prefetch),
         "batch": sub.map(|s| s.batch),
         "concurrency": sub.map(|s| s.concurrency),
+        "partitions": sub.map(|s| s.partitions),
         "max_retries": sub.and_then(|s| s.max_retries),
         "retry_tiers_s": topo.retry_tiers.iter().map(|d| d.as_secs_f64()).collect::<Vec<_>>(),
         "subscriptions_running": topo.subscriptions.len(),
