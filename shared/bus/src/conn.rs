@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use deadpool_lapin::lapin::{types::LongString, Connection, ConnectionProperties};
+use deadpool_lapin::lapin::{types::LongString, Channel, Connection, ConnectionProperties};
 use rand::Rng;
 
 use crate::error::BusError;
@@ -26,6 +26,20 @@ pub async fn close_quietly(conn: &Connection) {
         let _ = tokio::time::timeout(
             Duration::from_secs(2),
             conn.close(200, "orderbus shutdown".into()),
+        )
+        .await;
+    }
+}
+
+/// Closes a channel and waits (at most 2 s) for the broker's close-ok. Done for every channel
+/// before its connection closes on shutdown: a channel merely dropped is closed by lapin in the
+/// background, and if the connection is already closing by then lapin logs a spurious
+/// "Connection error: invalid channel state".
+pub async fn close_channel_quietly(channel: &Channel) {
+    if channel.status().connected() {
+        let _ = tokio::time::timeout(
+            Duration::from_secs(2),
+            channel.close(200, "orderbus shutdown".into()),
         )
         .await;
     }

@@ -21,7 +21,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::conn::{close_quietly, connect, Backoff};
+use crate::conn::{close_channel_quietly, close_quietly, connect, Backoff};
 use crate::error::{BusError, OutboxError};
 use crate::health::Health;
 use crate::publish::{OutgoingMessage, Publisher, TRACEPARENT};
@@ -399,6 +399,8 @@ impl Consumers {
 
         let stop = shutdown.child_token();
         let mut tasks = JoinSet::new();
+        // Every channel of this generation, closed before the connection on a clean shutdown.
+        let mut channels = Vec::new();
         for (i, sub) in self.topology.subscriptions.iter().enumerate() {
             let queue = self.topology.work_queue(&sub.pattern);
             // Competing consumers: each worker has its own channel, so its acks and its
@@ -424,6 +426,7 @@ impl Consumers {
                 )
                 .await
                 .map_err(|_| timeout_err("basic.consume"))??;
+                channels.push(channel.clone());
                 // Own confirm channel per worker and partition: one publish in flight per
                 // channel keeps returned-message attribution exact.
                 let mut lanes = Vec::with_capacity(sub.partitions.max(1));
@@ -434,6 +437,7 @@ impl Consumers {
                         self.config.publish_timeout,
                     )
                     .await?;
+                    channels.push(publisher.channel().clone());
                     lanes.push(Worker {
                         topology: self.topology.clone(),
                         sub: sub.clone(),
@@ -456,9 +460,15 @@ impl Consumers {
         tracing::info!(generation = gen, service = %self.topology.service, "consumers running");
 
         let outcome = loop {
+            // Workers watch a child of `shutdown`: on shutdown one of them may end first, and
+            // that is the drain starting, not a failure to rebuild from.
             tokio::select! {
+                biased;
                 _ = shutdown.cancelled() => break Ok(()),
                 Some(joined) = tasks.join_next() => {
+                    if shutdown.is_cancelled() {
+                        break Ok(());
+                    }
                     break Err(match joined {
                         Ok(Err(e)) => e,
                         Ok(Ok(())) => BusError::Connection("consumer task stopped".into()),
@@ -481,6 +491,9 @@ impl Consumers {
                     if let Ok(Err(e)) = joined {
                         tracing::warn!(error = %e, "consumer ended with an error during drain");
                     }
+                }
+                for channel in &channels {
+                    close_channel_quietly(channel).await;
                 }
                 Ok(())
             }

@@ -269,6 +269,9 @@ impl Relay {
                     }
                 }
                 if shutdown.is_cancelled() {
+                    for p in &publishers {
+                        p.close().await;
+                    }
                     return Ok(());
                 }
                 if listener.is_none() {

@@ -124,6 +124,11 @@ pub struct Publisher {
 }
 
 impl Publisher {
+    /// Closes the publishing channel (see [`crate::conn::close_channel_quietly`]).
+    pub async fn close(&self) {
+        crate::conn::close_channel_quietly(&self.channel).await;
+    }
+
     /// Opens a dedicated channel on `conn` and puts it in confirm mode.
     pub async fn open(
         conn: &Connection,
