@@ -165,6 +165,37 @@ pub async fn connect_amqp() -> Result<Connection, TestkitError> {
     Ok(Connection::connect(&amqp_url(), ConnectionProperties::default()).await?)
 }
 
+/// Declares an exclusive, auto-deleted queue `<prefix>.<random>` with `args` and binds it to
+/// `amq.topic` for each pattern; returns its name.
+async fn declare_bound(
+    channel: &lapin::Channel,
+    prefix: &str,
+    args: FieldTable,
+    patterns: &[&str],
+) -> Result<String, TestkitError> {
+    let name = format!("{prefix}.{}", unique_suffix());
+    let options = QueueDeclareOptions {
+        exclusive: true,
+        auto_delete: true,
+        ..Default::default()
+    };
+    channel
+        .queue_declare(name.as_str().into(), options, args)
+        .await?;
+    for pattern in patterns {
+        channel
+            .queue_bind(
+                name.as_str().into(),
+                "amq.topic".into(),
+                (*pattern).into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+    }
+    Ok(name)
+}
+
 /// Stands in for the subscribers a test does not run (the ERP, in production bound to every
 /// key the storefront publishes): an exclusive queue with `x-max-length` 0 bound to the given
 /// patterns, so those messages are routed (the publisher's `mandatory` flag is satisfied and
@@ -178,28 +209,9 @@ impl RouteSink {
     pub async fn bind(patterns: &[&str]) -> Result<RouteSink, TestkitError> {
         let connection = connect_amqp().await?;
         let channel = connection.create_channel().await?;
-        let name = format!("test.sink.{}", unique_suffix());
-        let options = QueueDeclareOptions {
-            exclusive: true,
-            auto_delete: true,
-            ..Default::default()
-        };
         let mut args = FieldTable::default();
         args.insert("x-max-length".into(), lapin::types::AMQPValue::LongInt(0));
-        channel
-            .queue_declare(name.as_str().into(), options, args)
-            .await?;
-        for pattern in patterns {
-            channel
-                .queue_bind(
-                    name.as_str().into(),
-                    "amq.topic".into(),
-                    (*pattern).into(),
-                    QueueBindOptions::default(),
-                    FieldTable::default(),
-                )
-                .await?;
-        }
+        declare_bound(&channel, "test.sink", args, patterns).await?;
         let _ = channel.close(200, "bound".into()).await;
         Ok(RouteSink {
             _connection: connection,
@@ -240,26 +252,7 @@ impl TestQueue {
         init_logging();
         let connection = connect_amqp().await?;
         let channel = connection.create_channel().await?;
-        let name = format!("test.{}", unique_suffix());
-        let options = QueueDeclareOptions {
-            exclusive: true,
-            auto_delete: true,
-            ..Default::default()
-        };
-        channel
-            .queue_declare(name.as_str().into(), options, FieldTable::default())
-            .await?;
-        for pattern in patterns {
-            channel
-                .queue_bind(
-                    name.as_str().into(),
-                    "amq.topic".into(),
-                    (*pattern).into(),
-                    QueueBindOptions::default(),
-                    FieldTable::default(),
-                )
-                .await?;
-        }
+        let name = declare_bound(&channel, "test", FieldTable::default(), patterns).await?;
         let consumer = channel
             .basic_consume(
                 name.as_str().into(),
