@@ -410,7 +410,7 @@ impl orderbus_bus::Handler for Overlap {
     }
 }
 
-/// `Subscription::partitions(4)`: 40 orders × 5 messages, published interleaved with the
+/// `Subscription::partitions(4)`: 40 orders × 5 messages, queued interleaved with the
 /// order code as `correlation_id`, plus poison. Partitions work at the same time (handler calls
 /// overlap), yet every order's messages take effect in publication order, each exactly once;
 /// the poison is parked and holds nothing back.
@@ -433,9 +433,10 @@ async fn partitions_run_orders_in_parallel_and_each_order_in_sequence() -> TestR
     );
     let parking = topo.parking_queue();
     let _cleanup = Cleanup::of(&topo);
-    let running = spawn_consumers(topo, world.pool().clone(), &amqp_url());
-    running.wait_ready(Duration::from_secs(10)).await?;
-
+    // Everything is queued before the consumer starts, so the partitions have work at the same
+    // time however slowly this machine publishes.
+    let declare = orderbus_testkit::connect_amqp().await?;
+    topo.declare(&declare.create_channel().await?).await?;
     let erp = ErpPublisher::connect().await?;
     for seq in 0..5 {
         for order in 0..40 {
@@ -445,6 +446,7 @@ async fn partitions_run_orders_in_parallel_and_each_order_in_sequence() -> TestR
         }
         erp.publish(&key, b"{poison").await?;
     }
+    let running = spawn_consumers(topo, world.pool().clone(), &amqp_url());
     world.wait_effects(200, Duration::from_secs(30)).await?;
     let parked = wait_until(Duration::from_secs(10), || async {
         let n = queue_depth(&parking).await.ok()?;
