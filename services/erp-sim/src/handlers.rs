@@ -3,9 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use orderbus_bus::{
-    typed, Delivery, HandlerError, HandlerFuture, MessageHandler, Subscription, Topology,
-};
+use orderbus_bus::{Delivery, HandlerError, HandlerFuture, MessageHandler, Subscription, Topology};
 use orderbus_contracts::{
     AfterSaleExpressInfo, AfterSaleKind, AfterSaleStatusUpdate, ChangeRefundCancel,
     ChangeStatusUpdate, CreateChangeOrder, CreateRefundOrder, CustomerAddressChange, Decimal,
@@ -34,58 +32,40 @@ pub fn topology(cfg: &SimConfig) -> Topology {
     };
     Topology::new(cfg.service.clone())
         .subscribe(
-            Subscription::new("order.submit", typed::<OrderSubmit, _>(erp.clone()))
+            Subscription::to::<OrderSubmit, _>(erp.clone())
                 .describe("ERP stand-in: orders (auto-pay when enabled)"),
         )
         .subscribe(
-            Subscription::new("order.payment", typed::<OrderPayment, _>(erp.clone()))
+            Subscription::to::<OrderPayment, _>(erp.clone())
                 .describe("ERP stand-in: paid orders start the 100/200/600/700 walk"),
         )
         .subscribe(
-            Subscription::new("order.orderStatus", typed::<OrderStatus, _>(erp.clone()))
+            Subscription::to::<OrderStatus, _>(erp.clone())
                 .describe("ERP stand-in: user/system cancel stops the walk"),
         )
         .subscribe(
-            Subscription::new(
-                "order.createChangeOrder",
-                typed::<CreateChangeOrder, _>(erp.clone()),
-            )
-            .describe("ERP stand-in: exchange requests"),
+            Subscription::to::<CreateChangeOrder, _>(erp.clone())
+                .describe("ERP stand-in: exchange requests"),
         )
         .subscribe(
-            Subscription::new(
-                "order.createRefundOrder",
-                typed::<CreateRefundOrder, _>(erp.clone()),
-            )
-            .describe("ERP stand-in: return requests"),
+            Subscription::to::<CreateRefundOrder, _>(erp.clone())
+                .describe("ERP stand-in: return requests"),
         )
         .subscribe(
-            Subscription::new(
-                "order.updateChangeRefundOrderExpressInfo",
-                typed::<AfterSaleExpressInfo, _>(erp.clone()),
-            )
-            .describe("ERP stand-in: customer's waybill for goods sent back"),
+            Subscription::to::<AfterSaleExpressInfo, _>(erp.clone())
+                .describe("ERP stand-in: customer's waybill for goods sent back"),
         )
         .subscribe(
-            Subscription::new(
-                "order.changeRefundCancel",
-                typed::<ChangeRefundCancel, _>(erp.clone()),
-            )
-            .describe("ERP stand-in: cancelled exchanges/returns stop their walk"),
+            Subscription::to::<ChangeRefundCancel, _>(erp.clone())
+                .describe("ERP stand-in: cancelled exchanges/returns stop their walk"),
         )
         .subscribe(
-            Subscription::new(
-                "order.deliveryAddress",
-                typed::<CustomerAddressChange, _>(erp.clone()),
-            )
-            .describe("ERP stand-in: customer address changes (logged)"),
+            Subscription::to::<CustomerAddressChange, _>(erp.clone())
+                .describe("ERP stand-in: customer address changes (logged)"),
         )
         .subscribe(
-            Subscription::new(
-                "order.updateExpressInfo",
-                typed::<ExpressInfoUpdate, _>(erp),
-            )
-            .describe("ERP stand-in: tracking events (logged)"),
+            Subscription::to::<ExpressInfoUpdate, _>(erp)
+                .describe("ERP stand-in: tracking events (logged)"),
         )
 }
 

@@ -11,9 +11,7 @@
 //! - uid / order mismatches: parked;
 //! - late, duplicate, out-of-order events: acked, recorded on the timeline as not applied, counted.
 
-use std::sync::Arc;
-
-use orderbus_bus::{typed, Delivery, Handler, HandlerError, HandlerFuture, MessageHandler};
+use orderbus_bus::{Delivery, HandlerError, HandlerFuture, MessageHandler, Subscription};
 use orderbus_contracts as c;
 use serde_json::json;
 use sqlx::PgConnection;
@@ -59,38 +57,17 @@ fn src(d: &Delivery) -> Source {
     Source::bus(&d.routing_key, &d.message_id)
 }
 
-/// Every handler of the service, as (routing key, handler).
-pub fn handlers() -> Vec<(&'static str, Arc<dyn Handler>)> {
+/// One subscription per consumed message type (its queue is named after the type's key).
+pub fn subscriptions() -> Vec<Subscription> {
     vec![
-        ("order.payment", typed::<c::OrderPayment, _>(OnPayment)),
-        (
-            "order.erpstatus",
-            typed::<c::ErpOrderStatusUpdate, _>(OnErpStatus),
-        ),
-        (
-            "erp.createChangeOrder",
-            typed::<c::ErpChangeOrderCreated, _>(OnExchangeCreated),
-        ),
-        (
-            "erp.createRefundOrder",
-            typed::<c::ErpRefundOrderCreated, _>(OnReturnCreated),
-        ),
-        (
-            "erp.updateChangeRefundOrderStatus",
-            typed::<c::AfterSaleStatusUpdate, _>(OnAfterSaleStatus),
-        ),
-        (
-            "erp.deliveryAddressUpdate",
-            typed::<c::ErpAddressChange, _>(OnErpAddress),
-        ),
-        (
-            "erp.updateInvoicePdfUrl",
-            typed::<c::InvoicePdfUrl, _>(OnInvoice),
-        ),
-        (
-            "order.updateExpressInfo",
-            typed::<c::ExpressInfoUpdate, _>(OnExpressInfo),
-        ),
+        Subscription::to::<c::OrderPayment, _>(OnPayment),
+        Subscription::to::<c::ErpOrderStatusUpdate, _>(OnErpStatus),
+        Subscription::to::<c::ErpChangeOrderCreated, _>(OnExchangeCreated),
+        Subscription::to::<c::ErpRefundOrderCreated, _>(OnReturnCreated),
+        Subscription::to::<c::AfterSaleStatusUpdate, _>(OnAfterSaleStatus),
+        Subscription::to::<c::ErpAddressChange, _>(OnErpAddress),
+        Subscription::to::<c::InvoicePdfUrl, _>(OnInvoice),
+        Subscription::to::<c::ExpressInfoUpdate, _>(OnExpressInfo),
     ]
 }
 

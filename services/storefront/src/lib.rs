@@ -15,7 +15,8 @@ pub mod store;
 
 use std::time::Duration;
 
-use orderbus_bus::{Subscription, Topology};
+use orderbus_bus::Topology;
+use orderbus_contracts::RoutingKey;
 use orderbus_runtime::{CancellationToken, Config, Running, RuntimeError, Service};
 
 /// The service's own migrations (merged with the bus's by the runtime).
@@ -56,24 +57,31 @@ impl Default for Settings {
 }
 
 /// Consumed keys with many messages per order and one order per message.
-const HIGH_VOLUME: [&str; 2] = ["order.erpstatus", "order.updateExpressInfo"];
+const HIGH_VOLUME: [&str; 2] = [
+    RoutingKey::OrderErpStatus.as_str(),
+    RoutingKey::OrderUpdateExpressInfo.as_str(),
+];
 
 /// The subscription table: one quorum queue per consumed routing key.
 pub fn topology(settings: &Settings) -> Topology {
     let mut t =
         Topology::new(settings.service_name.clone()).retry_tiers(settings.retry_tiers.clone());
-    for (key, handler) in consumers::handlers() {
+    for sub in consumers::subscriptions() {
         // Up to 20 already-prefetched messages share one transaction (a failure redoes them
         // one by one); one worker per queue keeps arrival order. The two high-volume streams,
         // each message about one order, run 4 batches at once partitioned by order code, so
         // one order's events still apply in arrival order.
-        let partitions = if HIGH_VOLUME.contains(&key) { 4 } else { 1 };
+        let partitions = if HIGH_VOLUME.contains(&sub.pattern.as_str()) {
+            4
+        } else {
+            1
+        };
+        let description = format!("storefront consumer of {}", sub.pattern);
         t = t.subscribe(
-            Subscription::new(key, handler)
-                .prefetch(100)
+            sub.prefetch(100)
                 .batch(20)
                 .partitions(partitions)
-                .describe(format!("storefront consumer of {key}")),
+                .describe(description),
         );
     }
     t

@@ -253,6 +253,18 @@ where
     })
 }
 
+impl Subscription {
+    /// A subscription to message type `M`'s routing key with a typed handler: the key comes
+    /// from the type, so a handler can never be bound to another message's queue.
+    pub fn to<M, H>(handler: H) -> Subscription
+    where
+        M: orderbus_contracts::Message,
+        H: MessageHandler<M>,
+    {
+        Subscription::new(M::ROUTING_KEY.as_str(), typed::<M, H>(handler))
+    }
+}
+
 /// Like [`typed`] with a custom decoder (for bodies that are not contract messages).
 pub fn typed_with<M, H>(decode: fn(&[u8]) -> Result<M, String>, handler: H) -> Arc<dyn Handler>
 where
