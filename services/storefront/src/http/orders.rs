@@ -1111,6 +1111,95 @@ pub async fn return_waybill(
     .await
 }
 
+/// The customer cancels an exchange (`Change`) or a return (`Refund`): the machine must allow
+/// it and the ERP must have acknowledged the request (its id is what `order.changeRefundCancel`
+/// names). The event and the message commit together.
+async fn cancel_after_sale(
+    conn: &mut PgConnection,
+    id: i64,
+    kind: c::AfterSaleKind,
+) -> Result<Reply, ApiError> {
+    let (order_code, erp_id, status) = match kind {
+        c::AfterSaleKind::Change => {
+            let x = store::lock_exchange(conn, id, false)
+                .await?
+                .ok_or_else(|| ApiError::NotFound(format!("exchange {id}")))?;
+            let event = ExchangeEvent::UserCancel;
+            let check = exchange_step(x.status, event);
+            let erp_id = cancellable(
+                check,
+                x.status,
+                x.erp_exchange_id,
+                x.order_code,
+                kind,
+                id,
+                event.as_str(),
+            )?;
+            let out =
+                store::offer_exchange_event(conn, &x, event, &Source::http(), json!({})).await?;
+            (x.order_code, erp_id, out.state().to_string())
+        }
+        c::AfterSaleKind::Refund => {
+            let r = store::lock_return(conn, id, false)
+                .await?
+                .ok_or_else(|| ApiError::NotFound(format!("return {id}")))?;
+            let event = ReturnEvent::UserCancel;
+            let check = return_step(r.status, event);
+            let erp_id = cancellable(
+                check,
+                r.status,
+                r.erp_returned_id,
+                r.order_code,
+                kind,
+                id,
+                event.as_str(),
+            )?;
+            let out =
+                store::offer_return_event(conn, &r, event, &Source::http(), json!({})).await?;
+            (r.order_code, erp_id, out.state().to_string())
+        }
+    };
+    Outbox::new()
+        .send(
+            conn,
+            &c::ChangeRefundCancel {
+                id: erp_id,
+                status: c::AfterSaleCancelStatus::UserCancelled,
+                kind,
+            },
+        )
+        .await?;
+    Ok(after_sale_reply(id, order_code, status, false))
+}
+
+/// The ERP's id of an after-sale request the customer may cancel, or the 409 saying why not
+/// (also written on the timeline).
+fn cancellable<S: std::fmt::Display + Copy>(
+    check: Outcome<S>,
+    current: S,
+    erp_id: Option<i64>,
+    order_code: i64,
+    kind: c::AfterSaleKind,
+    id: i64,
+    event: &'static str,
+) -> Result<i64, ApiError> {
+    let noun = match kind {
+        c::AfterSaleKind::Change => "exchange",
+        c::AfterSaleKind::Refund => "return",
+    };
+    let subject = format!("{noun}:{id}");
+    if !matches!(check, Outcome::Applied { .. }) {
+        return Err(refused(check, &format!("cancel the {noun}")).on(order_code, subject, event));
+    }
+    erp_id.ok_or_else(|| {
+        ApiError::conflict(
+            current,
+            format!("the ERP has not acknowledged the {noun} yet; cancel once it has"),
+        )
+        .on(order_code, subject, event)
+    })
+}
+
 /// Cancel an exchange (→ `order.changeRefundCancel`, type 2). Needs the ERP's id (after its
 /// `erp.createChangeOrder`) and a state before the goods are back.
 #[utoipa::path(
@@ -1128,49 +1217,7 @@ pub async fn cancel_exchange(
     let id = parse_id("id", &id)?;
     let key = idempotency::key(&headers)?;
     idempotency::run(&app.pool, key, &body.request_hash, move |conn| {
-        Box::pin(async move {
-            let x = store::lock_exchange(conn, id, false)
-                .await?
-                .ok_or_else(|| ApiError::NotFound(format!("exchange {id}")))?;
-            let check = exchange_step(x.status, ExchangeEvent::UserCancel);
-            if !matches!(check, Outcome::Applied { .. }) {
-                return Err(refused(check, "cancel the exchange").on(
-                    x.order_code,
-                    format!("exchange:{id}"),
-                    ExchangeEvent::UserCancel.as_str(),
-                ));
-            }
-            let Some(erp_id) = x.erp_exchange_id else {
-                return Err(ApiError::conflict(
-                    x.status,
-                    "the ERP has not acknowledged the exchange yet; cancel once it has",
-                )
-                .on(
-                    x.order_code,
-                    format!("exchange:{id}"),
-                    ExchangeEvent::UserCancel.as_str(),
-                ));
-            };
-            let out = store::offer_exchange_event(
-                conn,
-                &x,
-                ExchangeEvent::UserCancel,
-                &Source::http(),
-                json!({}),
-            )
-            .await?;
-            Outbox::new()
-                .send(
-                    conn,
-                    &c::ChangeRefundCancel {
-                        id: erp_id,
-                        status: c::AfterSaleCancelStatus::UserCancelled,
-                        kind: c::AfterSaleKind::Change,
-                    },
-                )
-                .await?;
-            Ok(after_sale_reply(id, x.order_code, out.state(), false))
-        })
+        Box::pin(async move { cancel_after_sale(conn, id, c::AfterSaleKind::Change).await })
     })
     .await
 }
@@ -1192,49 +1239,7 @@ pub async fn cancel_return(
     let id = parse_id("id", &id)?;
     let key = idempotency::key(&headers)?;
     idempotency::run(&app.pool, key, &body.request_hash, move |conn| {
-        Box::pin(async move {
-            let r = store::lock_return(conn, id, false)
-                .await?
-                .ok_or_else(|| ApiError::NotFound(format!("return {id}")))?;
-            let check = return_step(r.status, ReturnEvent::UserCancel);
-            if !matches!(check, Outcome::Applied { .. }) {
-                return Err(refused(check, "cancel the return").on(
-                    r.order_code,
-                    format!("return:{id}"),
-                    ReturnEvent::UserCancel.as_str(),
-                ));
-            }
-            let Some(erp_id) = r.erp_returned_id else {
-                return Err(ApiError::conflict(
-                    r.status,
-                    "the ERP has not acknowledged the return yet; cancel once it has",
-                )
-                .on(
-                    r.order_code,
-                    format!("return:{id}"),
-                    ReturnEvent::UserCancel.as_str(),
-                ));
-            };
-            let out = store::offer_return_event(
-                conn,
-                &r,
-                ReturnEvent::UserCancel,
-                &Source::http(),
-                json!({}),
-            )
-            .await?;
-            Outbox::new()
-                .send(
-                    conn,
-                    &c::ChangeRefundCancel {
-                        id: erp_id,
-                        status: c::AfterSaleCancelStatus::UserCancelled,
-                        kind: c::AfterSaleKind::Refund,
-                    },
-                )
-                .await?;
-            Ok(after_sale_reply(id, r.order_code, out.state(), false))
-        })
+        Box::pin(async move { cancel_after_sale(conn, id, c::AfterSaleKind::Refund).await })
     })
     .await
 }
