@@ -6,7 +6,7 @@ SHELL := /bin/bash
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/orderbus/target
 CARGO ?= cargo
 
-.PHONY: help run test services build schemas schemas-check lint fmt fmt-check clippy unit bench
+.PHONY: help run test services build schemas schemas-check lint fmt fmt-check clippy unit bench sqlx-tool sqlx-prepare sqlx-check
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -49,3 +49,16 @@ fmt-check:
 
 bench: services ## throughput/latency ratios against bare lapin baselines (not a test)
 	@scripts/bench.sh
+
+# The sqlx query macros are checked at compile time against `.sqlx/` (committed offline metadata),
+# so builds need no database. After changing a query or a migration, regenerate it.
+SQLX_CLI_VERSION := 0.9.0
+sqlx-tool:
+	@command -v sqlx >/dev/null 2>&1 || { echo "==> installing sqlx-cli $(SQLX_CLI_VERSION) (once)"; \
+		$(CARGO) install sqlx-cli --version $(SQLX_CLI_VERSION) --no-default-features --features postgres,rustls --locked; }
+
+sqlx-prepare: services sqlx-tool ## regenerate .sqlx/ (offline query metadata) after changing SQL or migrations
+	DATABASE_URL=$$(scripts/sqlx-db.sh) $(CARGO) sqlx prepare --workspace -- --all-targets
+
+sqlx-check: sqlx-tool ## fail if .sqlx/ is not what the current queries and migrations produce
+	DATABASE_URL=$$(scripts/sqlx-db.sh) $(CARGO) sqlx prepare --workspace --check -- --all-targets

@@ -9,6 +9,7 @@
 pub mod autocancel;
 pub mod consumers;
 pub mod http;
+pub mod ids;
 pub mod machine;
 pub mod metrics;
 pub mod store;

@@ -17,6 +17,7 @@ pub mod health;
 pub mod outbox;
 pub mod publish;
 pub mod topology;
+pub mod trace;
 
 pub use consumer::{
     typed, typed_with, ConsumerConfig, Consumers, Delivery, Handler, HandlerError, HandlerFuture,
@@ -28,6 +29,7 @@ pub use health::Health;
 pub use outbox::{outbox_lag, prune_inbox, Outbox, Relay, RelayConfig, RoundStats};
 pub use publish::{new_traceparent, OutgoingMessage, PendingConfirms, Publisher, TRACEPARENT};
 pub use topology::{QueueLimits, Subscription, Topology, TOPIC_EXCHANGE};
+pub use trace::TraceContext;
 
 /// The bus's own migrations (outbox, inbox). Merge with a service's migrator via
 /// [`merged_migrator`].

@@ -8,15 +8,13 @@ use deadpool_lapin::lapin::{
     types::{AMQPValue, FieldTable, LongString, ShortString},
     BasicProperties, Channel, Confirmation, Connection, PublisherConfirm,
 };
-use rand::Rng;
 use serde::Serialize;
 use uuid::Uuid;
 
 use crate::error::PublishError;
 use crate::topology::TOPIC_EXCHANGE;
 
-/// Header carrying the W3C trace context.
-pub const TRACEPARENT: &str = "traceparent";
+pub use crate::trace::TRACEPARENT;
 
 /// A message ready to publish. The body is exactly the contract's JSON (no envelope).
 #[derive(Clone, Debug, PartialEq)]
@@ -33,7 +31,8 @@ pub struct OutgoingMessage {
 }
 
 impl OutgoingMessage {
-    /// A message to `amq.topic` with a fresh UUID message id and a fresh traceparent.
+    /// A message to `amq.topic` with a fresh UUID message id and a traceparent that continues
+    /// the current trace context ([`crate::trace::current`]) or starts a new trace.
     pub fn new(routing_key: impl Into<String>, body: Vec<u8>) -> Self {
         let mut headers = BTreeMap::new();
         headers.insert(TRACEPARENT.to_owned(), new_traceparent(None));
@@ -98,20 +97,10 @@ impl OutgoingMessage {
     }
 }
 
-/// A W3C traceparent: a child of `parent` (same trace id) or a new trace.
+/// A W3C traceparent: a child of `parent` (same trace id), else of the current trace context,
+/// else a new trace.
 pub fn new_traceparent(parent: Option<&str>) -> String {
-    let mut rng = rand::rng();
-    let trace_id = parent
-        .and_then(|p| {
-            let parts: Vec<&str> = p.split('-').collect();
-            (parts.len() == 4
-                && parts[1].len() == 32
-                && parts[1].chars().all(|c| c.is_ascii_hexdigit()))
-            .then(|| parts[1].to_ascii_lowercase())
-        })
-        .unwrap_or_else(|| format!("{:032x}", rng.random::<u128>() | 1));
-    let span_id = format!("{:016x}", rng.random::<u64>() | 1);
-    format!("00-{trace_id}-{span_id}-01")
+    crate::trace::child_traceparent(parent)
 }
 
 /// A publishing channel in confirm mode. Every publish is `mandatory`; only an `Ack` without a
