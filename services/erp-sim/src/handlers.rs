@@ -98,6 +98,8 @@ impl From<ErpSimError> for HandlerError {
 
 impl Erp {
     /// Schedules the order walk once: 100 → (address change) → 200 → 600 → 700 → blue invoice.
+    /// Only an order the ERP knows from its `order.submit`, and never a JIT split parent: the
+    /// ERP fulfils the children.
     async fn start_walk(
         &self,
         conn: &mut PgConnection,
@@ -107,6 +109,7 @@ impl Erp {
         let row = sqlx::query(
             "UPDATE erp_sim_orders SET walk_started_at = now() \
              WHERE order_code = $1 AND walk_started_at IS NULL AND cancelled_at IS NULL \
+               AND submitted_at IS NOT NULL AND NOT is_split_parent \
              RETURNING uid, submit",
         )
         .bind(order_code)
@@ -257,15 +260,10 @@ impl MessageHandler<OrderSubmit> for Erp {
             let tp = d.traceparent.as_deref();
             let subject = order_subject(m.order_code);
             match m.parent_order_code {
-                // A JIT child is paid through its parent: walk it once the parent is paid.
+                // A JIT child is paid through its parent: walk it once the parent is paid. The
+                // parent itself is never walked.
                 Some(parent) => {
-                    let parent_paid = sqlx::query(
-                        "SELECT 1 FROM erp_sim_orders WHERE order_code = $1 AND paid_at IS NOT NULL",
-                    )
-                    .bind(parent)
-                    .fetch_optional(&mut *conn)
-                    .await?
-                    .is_some();
+                    let parent_paid = mark_split_parent(conn, parent, m.uid).await?;
                     if parent_paid {
                         self.start_walk(conn, m.order_code, tp).await?;
                     }
@@ -300,11 +298,41 @@ impl MessageHandler<OrderSubmit> for Erp {
                         schedule(conn, &unpaid, after, &cancel, None, tp).await?;
                     }
                 }
-                None => {}
+                // The payment came first (another queue): the walk starts now.
+                None => self.start_walk(conn, m.order_code, tp).await?,
             }
             Ok(())
         })
     }
+}
+
+/// Records that `parent` was split (a child's `order.submit` names it) and stops a walk a
+/// payment may have started before this child was known. Returns whether the parent is paid.
+async fn mark_split_parent(
+    conn: &mut PgConnection,
+    parent: i64,
+    uid: i64,
+) -> Result<bool, ErpSimError> {
+    let row = sqlx::query(
+        "INSERT INTO erp_sim_orders (order_code, uid, is_split_parent) VALUES ($1, $2, true) \
+         ON CONFLICT (order_code) DO UPDATE SET is_split_parent = true \
+         RETURNING paid_at IS NOT NULL AS paid, walk_started_at IS NOT NULL AS walked",
+    )
+    .bind(parent)
+    .bind(uid)
+    .fetch_one(&mut *conn)
+    .await?;
+    let walked: bool = row.try_get("walked")?;
+    if walked {
+        let n = cancel(conn, &order_subject(parent)).await?;
+        tracing::info!(
+            stand_in = true,
+            order_code = parent,
+            pending_cancelled = n,
+            "erp-sim: order turned out to be a JIT split parent; its walk is stopped (the children are fulfilled)"
+        );
+    }
+    Ok(row.try_get("paid")?)
 }
 
 impl MessageHandler<OrderPayment> for Erp {
@@ -817,6 +845,123 @@ impl MessageHandler<ExpressInfoUpdate> for Erp {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The handlers against a real database (no broker: each handler runs in a transaction of
+    /// its own, as the delivery chain would run it).
+    mod walks {
+        use super::super::*;
+        use orderbus_testkit::TestDb;
+
+        const UID: i64 = 8041518;
+
+        struct Stand {
+            erp: Erp,
+            db: TestDb,
+        }
+
+        async fn erp() -> Stand {
+            let db = TestDb::create().await.expect("test database");
+            crate::MIGRATIONS.run(db.pool()).await.expect("migrations");
+            let cfg = SimConfig::for_tests("erp-sim-unit", db.url(), "amqp://unused");
+            Stand {
+                erp: Erp { cfg: Arc::new(cfg) },
+                db,
+            }
+        }
+
+        fn submit(order_code: i64, parent: Option<i64>) -> OrderSubmit {
+            let fixture = if parent.is_some() {
+                include_str!("../../../tests/fixtures/orderbus/order.submit/jit-child.json")
+            } else {
+                include_str!("../../../tests/fixtures/orderbus/order.submit/jit-parent.json")
+            };
+            let mut m: OrderSubmit =
+                orderbus_contracts::decode(fixture.as_bytes()).expect("fixture decodes");
+            m.uid = UID;
+            m.order_code = order_code;
+            m.parent_order_code = parent;
+            m
+        }
+
+        fn payment(order_code: i64) -> OrderPayment {
+            let fixture = include_str!("../../../tests/fixtures/orderbus/order.payment/card.json");
+            let mut m: OrderPayment =
+                orderbus_contracts::decode(fixture.as_bytes()).expect("fixture decodes");
+            m.uid = UID;
+            m.order_code = order_code;
+            m
+        }
+
+        impl Stand {
+            async fn handle<M>(&self, m: M)
+            where
+                Erp: MessageHandler<M>,
+            {
+                let d = Delivery::new("test", "test", Vec::new());
+                let mut tx = self.db.pool().begin().await.expect("begin");
+                MessageHandler::<M>::handle(&self.erp, m, &d, &mut tx)
+                    .await
+                    .expect("handled");
+                tx.commit().await.expect("commit");
+            }
+
+            /// (pending, cancelled) scheduled rows of an order's walk.
+            async fn walk(&self, order_code: i64) -> (i64, i64) {
+                let row = sqlx::query(
+                    "SELECT count(*) FILTER (WHERE cancelled_at IS NULL) AS pending, \
+                            count(*) FILTER (WHERE cancelled_at IS NOT NULL) AS cancelled \
+                     FROM erp_sim_scheduled WHERE subject = $1",
+                )
+                .bind(order_subject(order_code))
+                .fetch_one(self.db.pool())
+                .await
+                .expect("count");
+                (
+                    row.try_get("pending").expect("pending"),
+                    row.try_get("cancelled").expect("cancelled"),
+                )
+            }
+        }
+
+        #[tokio::test]
+        async fn a_split_parent_is_not_walked_its_children_are() {
+            let e = erp().await;
+            let (parent, child) = (1_607_472_719, 1_607_472_720);
+            e.handle(submit(parent, None)).await;
+            e.handle(submit(child, Some(parent))).await;
+            e.handle(payment(parent)).await;
+            assert_eq!(e.walk(parent).await, (0, 0), "the parent is not fulfilled");
+            assert_eq!(e.walk(child).await.0, 5, "100, 200, 600, 700, invoice");
+        }
+
+        #[tokio::test]
+        async fn a_child_known_after_the_payment_stops_the_parent_walk() {
+            let e = erp().await;
+            let (parent, child) = (1_607_472_719, 1_607_472_720);
+            e.handle(submit(parent, None)).await;
+            e.handle(payment(parent)).await;
+            assert_eq!(e.walk(parent).await, (5, 0));
+            e.handle(submit(child, Some(parent))).await;
+            assert_eq!(e.walk(parent).await, (0, 5), "every pending step cancelled");
+            assert_eq!(e.walk(child).await.0, 5);
+        }
+
+        #[tokio::test]
+        async fn a_payment_without_its_submit_waits_for_the_submit() {
+            let e = erp().await;
+            let code = 1_607_472_719;
+            e.handle(payment(code)).await;
+            assert_eq!(
+                e.walk(code).await,
+                (0, 0),
+                "not known from order.submit yet"
+            );
+            e.handle(submit(code, None)).await;
+            assert_eq!(e.walk(code).await.0, 5, "walked once the submit arrives");
+            e.handle(payment(code)).await;
+            assert_eq!(e.walk(code).await.0, 5, "once");
+        }
+    }
 
     #[test]
     fn waybill_numbers_have_eleven_digits() {
