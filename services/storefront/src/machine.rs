@@ -27,6 +27,8 @@ pub enum Refusal {
     Terminal,
     /// The event does not apply to the current state (e.g. confirming receipt of an unshipped order).
     Illegal,
+    /// A JIT split parent follows payment and cancellation only; its children are fulfilled.
+    SplitParent,
 }
 
 impl Refusal {
@@ -36,6 +38,7 @@ impl Refusal {
             Refusal::Late => "late",
             Refusal::Terminal => "terminal",
             Refusal::Illegal => "illegal",
+            Refusal::SplitParent => "split_parent",
         }
     }
 }
@@ -294,6 +297,111 @@ pub const ORDER_TRANSITIONS: &[(OrderState, OrderEvent, OrderState)] = &[
 /// Offers `event` to an order in `state`.
 pub fn order_step(state: OrderState, event: OrderEvent) -> Outcome<OrderState> {
     step(ORDER_TRANSITIONS, state, event)
+}
+
+/// Offers `event` to a JIT split parent: the parent is the payment unit and its children are
+/// the fulfilment units, so fulfilment events never move it (refused as `split_parent`).
+pub fn split_parent_step(state: OrderState, event: OrderEvent) -> Outcome<OrderState> {
+    if event.applies_to_split_parent() {
+        order_step(state, event)
+    } else {
+        Outcome::NotApplied {
+            current: state,
+            why: Refusal::SplitParent,
+        }
+    }
+}
+
+impl OrderEvent {
+    /// Payment, the pre-sale balance notice and cancellations concern the order as a whole;
+    /// ERP progress and receipt concern what ships, which a split parent does not.
+    pub const fn applies_to_split_parent(self) -> bool {
+        match self {
+            OrderEvent::Payment
+            | OrderEvent::ErpPresaleBalanceDue
+            | OrderEvent::ErpCsCancel
+            | OrderEvent::ErpAutoCancel
+            | OrderEvent::UserCancel
+            | OrderEvent::SystemAutoCancel => true,
+            OrderEvent::ErpAudited
+            | OrderEvent::ErpStocked
+            | OrderEvent::ErpShipped
+            | OrderEvent::ErpDelivered
+            | OrderEvent::ReceiptConfirmed => false,
+        }
+    }
+}
+
+/// The part of what an order costs that a payment covers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PaymentShare {
+    /// The whole order amount.
+    Whole,
+    /// Less than the whole amount before anything was paid: a pre-sale deposit (the ERP's 40
+    /// asks for the rest later). It cannot be told from an underpayment at this point, so the
+    /// timeline records the outstanding amount.
+    Deposit { outstanding_cents: i64 },
+    /// Exactly the outstanding pre-sale balance (after the ERP's 40).
+    Balance,
+}
+
+/// Why a payment's amount does not pay the order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PaymentRefusal {
+    /// Zero or negative.
+    NotPositive,
+    /// More than two decimals, or too large to count in cents.
+    NotCents,
+    /// More than the order costs.
+    ExceedsOrderAmount,
+    /// A balance payment that is not exactly what is outstanding.
+    BalanceMismatch,
+}
+
+impl PaymentRefusal {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            PaymentRefusal::NotPositive => "amount_not_positive",
+            PaymentRefusal::NotCents => "amount_not_cents",
+            PaymentRefusal::ExceedsOrderAmount => "amount_exceeds_order",
+            PaymentRefusal::BalanceMismatch => "balance_mismatch",
+        }
+    }
+}
+
+impl fmt::Display for PaymentRefusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Checks a payment's amount against what an order in `state` owes: in `balance_due` exactly
+/// the outstanding balance, otherwise the whole amount or (a pre-sale deposit) less.
+pub fn check_payment(
+    state: OrderState,
+    order_cents: i64,
+    paid_cents: Option<i64>,
+    amount_cents: Option<i64>,
+) -> Result<PaymentShare, PaymentRefusal> {
+    let amount = amount_cents.ok_or(PaymentRefusal::NotCents)?;
+    if amount <= 0 {
+        return Err(PaymentRefusal::NotPositive);
+    }
+    if state == OrderState::BalanceDue {
+        let outstanding = order_cents.saturating_sub(paid_cents.unwrap_or(0));
+        return if amount == outstanding {
+            Ok(PaymentShare::Balance)
+        } else {
+            Err(PaymentRefusal::BalanceMismatch)
+        };
+    }
+    match amount.cmp(&order_cents) {
+        std::cmp::Ordering::Greater => Err(PaymentRefusal::ExceedsOrderAmount),
+        std::cmp::Ordering::Equal => Ok(PaymentShare::Whole),
+        std::cmp::Ordering::Less => Ok(PaymentShare::Deposit {
+            outstanding_cents: order_cents - amount,
+        }),
+    }
 }
 
 impl OrderState {
@@ -713,6 +821,72 @@ mod tests {
         }
     }
 
+    #[test]
+    fn a_split_parent_follows_payment_and_cancellation_only() {
+        for &event in OrderEvent::ALL {
+            for &state in OrderState::ALL {
+                let out = split_parent_step(state, event);
+                if event.applies_to_split_parent() {
+                    assert_eq!(out, order_step(state, event));
+                } else {
+                    assert_eq!(
+                        out,
+                        Outcome::NotApplied {
+                            current: state,
+                            why: Refusal::SplitParent
+                        }
+                    );
+                }
+            }
+        }
+        assert_eq!(
+            split_parent_step(OrderState::PendingPayment, E::Payment).state(),
+            OrderState::Paid
+        );
+    }
+
+    #[test]
+    fn payment_amounts_the_machine_accepts() {
+        use PaymentRefusal as R;
+        let pending = OrderState::PendingPayment;
+        assert_eq!(
+            check_payment(pending, 18600, None, Some(18600)),
+            Ok(PaymentShare::Whole)
+        );
+        assert_eq!(
+            check_payment(pending, 18600, None, Some(-500)),
+            Err(R::NotPositive)
+        );
+        assert_eq!(
+            check_payment(pending, 18600, None, Some(0)),
+            Err(R::NotPositive)
+        );
+        assert_eq!(check_payment(pending, 18600, None, None), Err(R::NotCents));
+        assert_eq!(
+            check_payment(pending, 18600, None, Some(18601)),
+            Err(R::ExceedsOrderAmount)
+        );
+        assert_eq!(
+            check_payment(pending, 18600, None, Some(8600)),
+            Ok(PaymentShare::Deposit {
+                outstanding_cents: 10000
+            })
+        );
+        let due = OrderState::BalanceDue;
+        assert_eq!(
+            check_payment(due, 18600, Some(8600), Some(10000)),
+            Ok(PaymentShare::Balance)
+        );
+        assert_eq!(
+            check_payment(due, 18600, Some(8600), Some(9999)),
+            Err(R::BalanceMismatch)
+        );
+        assert_eq!(
+            check_payment(due, 18600, Some(18600), Some(100)),
+            Err(R::BalanceMismatch)
+        );
+    }
+
     fn check<S: MachineState, Ev: Copy>(
         start: S,
         events: &[Ev],
@@ -755,6 +929,44 @@ mod tests {
             events in proptest::collection::vec(proptest::sample::select(ReturnEvent::ALL), 0..30),
         ) {
             check(start, &events, return_step)?;
+        }
+
+        /// No amount that is not positive, and nothing above what the order owes, is accepted;
+        /// whatever is accepted never makes the paid total exceed the order amount.
+        #[test]
+        fn payments_never_accept_a_non_positive_amount_or_overpay(
+            state in proptest::sample::select(OrderState::ALL),
+            order_cents in 0i64..100_000_000,
+            paid in proptest::option::of(0i64..100_000_000),
+            amount in proptest::option::of(-100_000_000i64..200_000_000),
+        ) {
+            let paid = if state == OrderState::BalanceDue { paid.map(|p| p.min(order_cents)) } else { None };
+            match check_payment(state, order_cents, paid, amount) {
+                Ok(share) => {
+                    let a = amount.unwrap_or_default();
+                    prop_assert!(a > 0, "accepted {a}");
+                    prop_assert!(paid.unwrap_or(0) + a <= order_cents, "overpaid with {a}");
+                    if share == PaymentShare::Balance {
+                        prop_assert_eq!(paid.unwrap_or(0) + a, order_cents);
+                    }
+                }
+                Err(PaymentRefusal::NotPositive) => prop_assert!(amount.unwrap_or(1) <= 0),
+                Err(PaymentRefusal::NotCents) => prop_assert!(amount.is_none()),
+                Err(_) => {}
+            }
+        }
+
+        /// A refused amount leaves the order as it was, so the correct payment after it pays.
+        #[test]
+        fn a_refused_payment_does_not_stop_the_correct_one(
+            order_cents in 1i64..100_000_000,
+            bad in prop_oneof![-100_000_000i64..=0, 100_000_001i64..200_000_000],
+        ) {
+            prop_assert!(check_payment(OrderState::PendingPayment, order_cents, None, Some(bad)).is_err());
+            prop_assert_eq!(
+                check_payment(OrderState::PendingPayment, order_cents, None, Some(order_cents)),
+                Ok(PaymentShare::Whole)
+            );
         }
 
         /// Any permutation of the ERP's progress messages ends in the state of the furthest one.
