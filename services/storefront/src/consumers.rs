@@ -4,33 +4,63 @@
 //! Hostile input:
 //! - undecodable body, wrong types, unknown status codes: the bus's typed adapter parks the
 //!   message with the decoder's reason (which names the field);
+//! - a field that breaks the storefront's rules (the HTTP API's limits, see [`validate`]), a
+//!   timestamp out of range: parked, the reason names the field;
 //! - an unknown order / exchange / return (by our id): parked with the reason `unknown ...`;
 //! - an unknown *ERP* exchange/return id in `erp.updateChangeRefundOrderStatus`: retried through
 //!   the delay tiers first (the ERP's `erp.createChangeOrder`/`erp.createRefundOrder` that tells
 //!   us that id travels on another queue and may not be applied yet), parked after the last tier;
+//! - an ERP id or replacement order code that already belongs to another exchange/return/order:
+//!   parked;
 //! - uid / order mismatches: parked;
-//! - late, duplicate, out-of-order events: acked, recorded on the timeline as not applied, counted.
+//! - a payment whose amount the order does not owe: acked, recorded as not applied, counted;
+//! - late, duplicate, out-of-order events, fulfilment events for a JIT split parent: acked,
+//!   recorded on the timeline as not applied, counted.
+//!
+//! The timeline's `detail` is built from the decoded message's known fields, never from the
+//! raw body.
+
+mod validate;
 
 use orderbus_bus::{Delivery, HandlerError, HandlerFuture, MessageHandler, Subscription};
 use orderbus_contracts as c;
-use serde_json::json;
+use serde_json::{json, Value};
 use sqlx::PgConnection;
 
-use crate::machine::{ExchangeEvent, OrderEvent, OrderState, Outcome, ReturnEvent};
+use crate::ids::{ErpExchangeId, ErpReturnId, ExchangeId, OrderCode, ReturnId};
+use crate::machine::{
+    check_payment, ExchangeEvent, OrderEvent, OrderState, Outcome, PaymentShare, Refusal,
+    ReturnEvent,
+};
 use crate::metrics as m;
-use crate::store::{self, body_detail, Address, OrderHead, Source};
+use crate::store::events::{self, PaymentData, PaymentWrite, RefundAmounts, ShipmentKind};
+use crate::store::orders_lock::{self, ExchangeHead, OrderHead};
+use crate::store::{Address, Source};
+
+pub use validate::Invalid;
 
 fn park(routing_key: &str, class: &'static str, reason: String) -> HandlerError {
     m::refused_message(routing_key, class);
     HandlerError::Park(reason)
 }
 
+/// A field that breaks its rule parks the message; the reason names the field.
+fn checked<T>(d: &Delivery, r: validate::Checked<T>) -> Result<T, HandlerError> {
+    r.map_err(|e| {
+        park(
+            &d.routing_key,
+            "invalid_field",
+            format!("{}: {e}", d.routing_key),
+        )
+    })
+}
+
 async fn order_or_park(
     conn: &mut PgConnection,
     d: &Delivery,
-    code: i64,
+    code: OrderCode,
 ) -> Result<OrderHead, HandlerError> {
-    store::lock_order(conn, code).await?.ok_or_else(|| {
+    orders_lock::lock_order(conn, code).await?.ok_or_else(|| {
         park(
             &d.routing_key,
             "unknown_order",
@@ -73,7 +103,8 @@ pub fn subscriptions() -> Vec<Subscription> {
 
 // ---------------------------------------------------------------------------------------------
 
-/// `order.payment`: pays the order (and, for a JIT parent, its children).
+/// `order.payment`: pays the order (and, for a JIT parent, its children) when the amount is
+/// what the order owes.
 pub struct OnPayment;
 
 impl MessageHandler<c::OrderPayment> for OnPayment {
@@ -83,77 +114,119 @@ impl MessageHandler<c::OrderPayment> for OnPayment {
         d: &'a Delivery,
         conn: &'a mut PgConnection,
     ) -> HandlerFuture<'a> {
-        Box::pin(async move {
-            let order = order_or_park(conn, d, msg.order_code).await?;
-            check_uid(d, &order, msg.uid)?;
-            let source = src(d);
-            let mut detail = body_detail(&d.body);
-            let amount_matches = msg.amount.to_cents().is_some()
-                && msg.amount.to_cents()
-                    == c::Decimal::parse(&order.order_amount).and_then(|a| a.to_cents());
-            if let Some(obj) = detail.as_object_mut() {
-                obj.insert("amount_matches_order".into(), json!(amount_matches));
-            }
-            let out = store::offer_order_event(
+        Box::pin(async move { on_payment(msg, d, conn).await })
+    }
+}
+
+async fn on_payment(
+    msg: c::OrderPayment,
+    d: &Delivery,
+    conn: &mut PgConnection,
+) -> Result<(), HandlerError> {
+    let order = order_or_park(conn, d, OrderCode(msg.order_code)).await?;
+    check_uid(d, &order, msg.uid)?;
+    checked(
+        d,
+        validate::required_text("payment_gateway", &msg.payment_gateway),
+    )?;
+    checked(d, validate::text("gateway_trade_no", &msg.gateway_trade_no))?;
+    let paid_at = checked(d, validate::unix_time("paid_time", msg.paid_time))?;
+    let source = src(d);
+    let amount_cents = msg.amount.to_cents();
+    let mut detail = json!({
+        "amount": msg.amount.as_str(),
+        "pay_type": msg.pay_type.code(),
+        "payment_gateway": msg.payment_gateway,
+        "gateway_trade_no": msg.gateway_trade_no,
+        "paid_time": msg.paid_time,
+        "order_amount": c::Decimal::from_cents(order.order_amount_cents).as_str(),
+    });
+    let share = match check_payment(
+        order.status,
+        order.order_amount_cents,
+        order.paid_amount_cents,
+        amount_cents,
+    ) {
+        Ok(share) => share,
+        Err(refusal) => {
+            // The money may have been taken: ops refund or chase it from the timeline entry
+            // (gateway and trade no are in its detail) and the metric's alert.
+            m::payment_refused(refusal.as_str());
+            tracing::warn!(order_code = order.order_code, amount = %msg.amount, status = %order.status, reason = %refusal, "payment not applied: the order does not owe this amount");
+            events::record_note(
                 conn,
                 &order,
-                OrderEvent::Payment,
                 &source,
-                detail.clone(),
+                OrderEvent::Payment.as_str(),
+                Some(refusal.as_str()),
+                detail,
             )
             .await?;
-            // The payment's data is kept even when the status is already past `paid` (the ERP
-            // consumes order.payment too and its 100 may overtake ours): data is not status.
-            let keep_data = match out {
-                Outcome::Applied { .. } => true,
-                Outcome::NotApplied { current, .. } => !is_cancelled(current),
-            };
-            if keep_data {
-                sqlx::query(
-                    "UPDATE orders SET paid_amount = CASE WHEN $8 THEN COALESCE(paid_amount, 0) + $2::numeric ELSE $2::numeric END, \
-                     pay_type = $3, payment_gateway = $4, gateway_trade_no = $5, paid_at = to_timestamp($6) \
-                     WHERE order_code = $1 AND (paid_at IS NULL OR $7)",
-                )
-                .bind(order.order_code)
-                .bind(msg.amount.as_str())
-                .bind(msg.pay_type.code() as i32)
-                .bind(&msg.payment_gateway)
-                .bind(&msg.gateway_trade_no)
-                .bind(msg.paid_time as f64)
-                .bind(matches!(out, Outcome::Applied { .. }))
-                // A pre-sale balance adds to the deposit.
-                .bind(matches!(out, Outcome::Applied { from: OrderState::BalanceDue, .. }))
-                .execute(&mut *conn)
-                .await?;
-            }
-            match out {
-                Outcome::Applied { .. } => {
-                    if !amount_matches {
-                        tracing::warn!(order_code = order.order_code, amount = %msg.amount, expected = %order.order_amount, "payment amount differs from the order amount");
-                    }
-                    if order.is_split_parent {
-                        for child in store::lock_children(conn, order.order_code).await? {
-                            store::offer_order_event(
-                                conn,
-                                &child,
-                                OrderEvent::Payment,
-                                &source,
-                                json!({ "paid_via_parent": order.order_code }),
-                            )
-                            .await?;
-                        }
-                    }
-                }
-                Outcome::NotApplied { current, .. } if is_cancelled(current) => {
-                    // Money arrived for a closed order: it must be refunded by ops.
-                    m::payment_for_closed_order();
-                    tracing::warn!(order_code = order.order_code, status = %current, "payment for a cancelled order");
-                }
-                Outcome::NotApplied { .. } => {}
-            }
-            Ok(())
-        })
+            return Ok(());
+        }
+    };
+    if let Some(obj) = detail.as_object_mut() {
+        let (name, outstanding) = match share {
+            PaymentShare::Whole => ("whole", None),
+            PaymentShare::Deposit { outstanding_cents } => ("deposit", Some(outstanding_cents)),
+            PaymentShare::Balance => ("balance", None),
+        };
+        obj.insert("share".into(), json!(name));
+        if let Some(cents) = outstanding {
+            obj.insert(
+                "outstanding".into(),
+                json!(c::Decimal::from_cents(cents).as_str()),
+            );
+        }
     }
+    let out = events::offer_order_event(conn, &order, OrderEvent::Payment, &source, detail).await?;
+    // The payment's data is kept even when the status is already past `paid` (the ERP consumes
+    // order.payment too and its 100 may overtake ours): data is not status.
+    let write = match out {
+        Outcome::Applied {
+            from: OrderState::BalanceDue,
+            ..
+        } => Some(PaymentWrite::AddToDeposit),
+        Outcome::Applied { .. } => Some(PaymentWrite::Replace),
+        Outcome::NotApplied { current, .. } if is_cancelled(current) => None,
+        Outcome::NotApplied { .. } => Some(PaymentWrite::FirstOnly),
+    };
+    if let (Some(write), Some(amount_cents)) = (write, amount_cents) {
+        let data = PaymentData {
+            amount_cents,
+            pay_type: msg.pay_type.code() as i32,
+            payment_gateway: &msg.payment_gateway,
+            gateway_trade_no: &msg.gateway_trade_no,
+            paid_at,
+        };
+        events::store_payment(conn, order.code(), &data, write).await?;
+    }
+    match out {
+        Outcome::Applied { .. } => {
+            if share != PaymentShare::Whole {
+                tracing::info!(order_code = order.order_code, amount = %msg.amount, ?share, "partial payment applied");
+            }
+            if order.is_split_parent {
+                for child in orders_lock::lock_children(conn, order.code()).await? {
+                    events::offer_order_event(
+                        conn,
+                        &child,
+                        OrderEvent::Payment,
+                        &source,
+                        json!({ "paid_via_parent": order.order_code }),
+                    )
+                    .await?;
+                }
+            }
+        }
+        Outcome::NotApplied { current, .. } if is_cancelled(current) => {
+            // Money arrived for a closed order: it must be refunded by ops.
+            m::payment_for_closed_order();
+            tracing::warn!(order_code = order.order_code, status = %current, "payment for a cancelled order");
+        }
+        Outcome::NotApplied { .. } => {}
+    }
+    Ok(())
 }
 
 fn is_cancelled(s: OrderState) -> bool {
@@ -176,41 +249,65 @@ impl MessageHandler<c::ErpOrderStatusUpdate> for OnErpStatus {
         d: &'a Delivery,
         conn: &'a mut PgConnection,
     ) -> HandlerFuture<'a> {
-        Box::pin(async move {
-            let order = order_or_park(conn, d, msg.order_code).await?;
-            check_uid(d, &order, msg.uid)?;
-            use c::ErpOrderStatus as C;
-            let event = match msg.status {
-                C::Audited => OrderEvent::ErpAudited,
-                C::Stocked => OrderEvent::ErpStocked,
-                C::Shipped => OrderEvent::ErpShipped,
-                C::Delivered => OrderEvent::ErpDelivered,
-                C::CsCancelled => OrderEvent::ErpCsCancel,
-                C::ErpAutoCancelled => OrderEvent::ErpAutoCancel,
-                C::PresaleBalanceDue => OrderEvent::ErpPresaleBalanceDue,
-            };
-            // The waybill is data, not status: a late 600 (after 700) still records it.
-            if let (C::Shipped, Some(data)) = (msg.status, &msg.data) {
-                let kind = if order.kind == "exchange" {
-                    "exchange_redelivery"
-                } else {
-                    "delivery"
-                };
-                sqlx::query(
-                    "INSERT INTO shipments (order_code, kind, express_id, express_number) VALUES ($1, $2, $3, $4) \
-                     ON CONFLICT DO NOTHING",
-                )
-                .bind(order.order_code)
-                .bind(kind)
-                .bind(data.express_id)
-                .bind(&data.express_number)
-                .execute(&mut *conn)
-                .await?;
-            }
-            store::offer_order_event(conn, &order, event, &src(d), body_detail(&d.body)).await?;
-            Ok(())
-        })
+        Box::pin(async move { on_erp_status(msg, d, conn).await })
     }
+}
+
+async fn on_erp_status(
+    msg: c::ErpOrderStatusUpdate,
+    d: &Delivery,
+    conn: &mut PgConnection,
+) -> Result<(), HandlerError> {
+    let order = order_or_park(conn, d, OrderCode(msg.order_code)).await?;
+    check_uid(d, &order, msg.uid)?;
+    use c::ErpOrderStatus as C;
+    let event = match msg.status {
+        C::Audited => OrderEvent::ErpAudited,
+        C::Stocked => OrderEvent::ErpStocked,
+        C::Shipped => OrderEvent::ErpShipped,
+        C::Delivered => OrderEvent::ErpDelivered,
+        C::CsCancelled => OrderEvent::ErpCsCancel,
+        C::ErpAutoCancelled => OrderEvent::ErpAutoCancel,
+        C::PresaleBalanceDue => OrderEvent::ErpPresaleBalanceDue,
+    };
+    let mut detail = json!({ "status": msg.status.code() });
+    if let Some(data) = &msg.data {
+        checked(d, validate::positive("data.express_id", data.express_id))?;
+        checked(
+            d,
+            validate::waybill_number("data.express_number", &data.express_number),
+        )?;
+        if let Some(obj) = detail.as_object_mut() {
+            obj.insert("express_id".into(), json!(data.express_id));
+            obj.insert("express_number".into(), json!(data.express_number));
+        }
+    }
+    let out = events::offer_order_event(conn, &order, event, &src(d), detail).await?;
+    // The waybill is data, not status: a late 600 (after 700) still records it. A split
+    // parent ships nothing (refused above), so it records no waybill either.
+    let refused_as_parent = matches!(
+        out,
+        Outcome::NotApplied {
+            why: Refusal::SplitParent,
+            ..
+        }
+    );
+    if let (C::Shipped, Some(data), false) = (msg.status, &msg.data, refused_as_parent) {
+        events::record_shipment(
+            conn,
+            order.code(),
+            ShipmentKind::for_order(order.kind),
+            data.express_id,
+            &data.express_number,
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// What the ERP's reply to an exchange or return request asks of us.
+fn result_detail(code: c::ErpResultCode, message: &str) -> Value {
+    json!({ "code": code.code(), "message": message })
 }
 
 /// `erp.createChangeOrder`: the ERP accepted (200) or rejected (500 / 91) our exchange.
@@ -223,139 +320,119 @@ impl MessageHandler<c::ErpChangeOrderCreated> for OnExchangeCreated {
         d: &'a Delivery,
         conn: &'a mut PgConnection,
     ) -> HandlerFuture<'a> {
-        Box::pin(async move {
-            let data = &msg.data;
-            let x = store::lock_exchange(conn, data.id, false)
-                .await?
-                .ok_or_else(|| {
-                    park(
-                        &d.routing_key,
-                        "unknown_exchange",
-                        format!("unknown exchange {}", data.id),
-                    )
-                })?;
-            if data.source_order_code != x.order_code {
-                return Err(park(
-                    &d.routing_key,
-                    "order_mismatch",
-                    format!(
-                        "exchange {} belongs to order {}, not {}",
-                        x.id, x.order_code, data.source_order_code
-                    ),
-                ));
-            }
-            let event = match msg.code {
-                c::ErpResultCode::Rejected => ExchangeEvent::Erp91Rejected,
-                c::ErpResultCode::Ok => ExchangeEvent::from_code(data.exchange_status),
-            };
-            if x.erp_exchange_id.is_none() {
-                sqlx::query(
-                    "UPDATE exchange_orders SET erp_exchange_id = $2, erp_returned_id = $3, new_order_code = $4 WHERE id = $1",
-                )
-                .bind(x.id)
-                .bind(data.exchange_id)
-                .bind(data.returned_id)
-                .bind((data.new_order_code > 0).then_some(data.new_order_code))
-                .execute(&mut *conn)
-                .await?;
-            }
-            let out =
-                store::offer_exchange_event(conn, &x, event, &src(d), body_detail(&d.body)).await?;
-            if msg.code == c::ErpResultCode::Ok && matches!(out, Outcome::Applied { .. }) {
-                create_replacement_order(conn, &x, data.new_order_code, &src(d)).await?;
-            }
-            Ok(())
-        })
+        Box::pin(async move { on_exchange_created(msg, d, conn).await })
     }
+}
+
+async fn on_exchange_created(
+    msg: c::ErpChangeOrderCreated,
+    d: &Delivery,
+    conn: &mut PgConnection,
+) -> Result<(), HandlerError> {
+    let data = &msg.data;
+    checked(d, validate::text("message", &msg.message))?;
+    checked(d, validate::positive("data.exchange_id", data.exchange_id))?;
+    checked(d, validate::positive("data.returned_id", data.returned_id))?;
+    checked(
+        d,
+        validate::not_negative("data.new_order_code", data.new_order_code),
+    )?;
+    let x = orders_lock::lock_exchange(conn, ExchangeId(data.id))
+        .await?
+        .ok_or_else(|| {
+            park(
+                &d.routing_key,
+                "unknown_exchange",
+                format!("unknown exchange {}", data.id),
+            )
+        })?;
+    if data.source_order_code != x.order_code {
+        return Err(park(
+            &d.routing_key,
+            "order_mismatch",
+            format!(
+                "exchange {} belongs to order {}, not {}",
+                x.id, x.order_code, data.source_order_code
+            ),
+        ));
+    }
+    let event = match msg.code {
+        c::ErpResultCode::Rejected => ExchangeEvent::Erp91Rejected,
+        c::ErpResultCode::Ok => ExchangeEvent::from_code(data.exchange_status),
+    };
+    let erp_id = ErpExchangeId(data.exchange_id);
+    let new_order = (data.new_order_code > 0).then_some(OrderCode(data.new_order_code));
+    if x.erp_exchange_id.is_none() {
+        if let Some(other) = events::exchange_holding_erp_id(conn, erp_id, ExchangeId(x.id)).await?
+        {
+            return Err(park(
+                &d.routing_key,
+                "erp_id_clash",
+                format!(
+                    "ERP exchange id {erp_id} already belongs to exchange {other}, not {}",
+                    x.id
+                ),
+            ));
+        }
+        events::set_exchange_erp_ids(
+            conn,
+            ExchangeId(x.id),
+            erp_id,
+            ErpReturnId(data.returned_id),
+            new_order,
+        )
+        .await?;
+    }
+    let mut detail = result_detail(msg.code, &msg.message);
+    if let Some(obj) = detail.as_object_mut() {
+        obj.insert("exchange_id".into(), json!(data.exchange_id));
+        obj.insert("returned_id".into(), json!(data.returned_id));
+        obj.insert("new_order_code".into(), json!(data.new_order_code));
+        obj.insert("exchange_status".into(), json!(data.exchange_status.code()));
+        obj.insert("returned_status".into(), json!(data.returned_status.code()));
+    }
+    let out = events::offer_exchange_event(conn, &x, event, &src(d), detail).await?;
+    if let (c::ErpResultCode::Ok, Outcome::Applied { .. }, Some(code)) = (msg.code, out, new_order)
+    {
+        create_replacement_order(conn, d, &x, code).await?;
+    }
+    Ok(())
 }
 
 /// The ERP's replacement order of an exchange becomes an order here too, so its
 /// `order.erpstatus` 600/700 are tracked (re-shipping = `OS30`).
 async fn create_replacement_order(
     conn: &mut PgConnection,
-    x: &store::ExchangeHead,
-    new_order_code: i64,
-    source: &Source,
+    d: &Delivery,
+    x: &ExchangeHead,
+    code: OrderCode,
 ) -> Result<(), HandlerError> {
-    if new_order_code <= 0 || store::lock_order(conn, new_order_code).await?.is_some() {
-        return Ok(());
+    if events::order_exists(conn, code).await? {
+        return Err(park(
+            &d.routing_key,
+            "order_code_clash",
+            format!(
+                "new_order_code {code} of exchange {} is already an order",
+                x.id
+            ),
+        ));
     }
     let address = Address {
-        user_name: x
-            .address
-            .get("user_name")
-            .and_then(|v| v.as_str())
-            .unwrap_or_default()
-            .to_owned(),
-        mobile: x
-            .address
-            .get("mobile")
-            .and_then(|v| v.as_str())
-            .unwrap_or_default()
-            .to_owned(),
-        phone: String::new(),
-        province: x
-            .address
-            .get("province")
-            .and_then(|v| v.as_str())
-            .unwrap_or_default()
-            .to_owned(),
-        city: x
-            .address
-            .get("city")
-            .and_then(|v| v.as_str())
-            .unwrap_or_default()
-            .to_owned(),
-        district: x
-            .address
-            .get("district")
-            .and_then(|v| v.as_str())
-            .unwrap_or_default()
-            .to_owned(),
-        address: x
-            .address
-            .get("address")
-            .and_then(|v| v.as_str())
-            .unwrap_or_default()
-            .to_owned(),
-        zip_code: x
-            .address
-            .get("zip_code")
-            .and_then(|v| v.as_str())
-            .unwrap_or_default()
-            .to_owned(),
-        area_code: x
-            .address
-            .get("area_code")
-            .and_then(|v| v.as_str())
-            .unwrap_or_default()
-            .to_owned(),
-        email: x
-            .address
-            .get("email")
-            .and_then(|v| v.as_str())
-            .unwrap_or_default()
-            .to_owned(),
         address_id: 0,
+        ..x.address.clone()
     };
-    // Nothing to pay: the replacement starts as paid.
-    sqlx::query(
-        "INSERT INTO orders (order_code, uid, kind, status, order_amount, shipping_cost, address, remark) \
-         VALUES ($1, $2, 'exchange', $3, 0, 0, $4, $5)",
-    )
-    .bind(new_order_code)
-    .bind(x.uid)
-    .bind(OrderState::Paid.as_str())
-    .bind(serde_json::to_value(&address).unwrap_or_default())
-    .bind(format!("replacement for exchange {} of order {}", x.id, x.order_code))
-    .execute(&mut *conn)
-    .await?;
-    store::record(
+    let remark = format!(
+        "replacement for exchange {} of order {}",
+        x.id, x.order_code
+    );
+    events::create_replacement_order(conn, code, x.uid, &address, &remark).await?;
+    let source = src(d);
+    crate::store::record(
         conn,
-        store::Entry {
-            order_code: new_order_code,
+        crate::store::Entry {
+            order_code: code.get(),
             subject: "order".into(),
-            source,
+            source: &source,
             event: "created_as_exchange_replacement",
             applied: true,
             reason: None,
@@ -368,6 +445,48 @@ async fn create_replacement_order(
     Ok(())
 }
 
+/// The ERP's refund figures, checked.
+fn refund_amounts<'m>(
+    d: &Delivery,
+    prefix: &str,
+    amount: &Option<c::Decimal>,
+    coupon: &'m Option<String>,
+    coin: Option<i64>,
+) -> Result<RefundAmounts<'m>, HandlerError> {
+    let real_returned_cents = match amount {
+        Some(a) => Some(checked(
+            d,
+            validate::amount_cents(&format!("{prefix}real_returned_amount"), a),
+        )?),
+        None => None,
+    };
+    if let Some(v) = coupon {
+        checked(d, validate::text(&format!("{prefix}is_return_coupon"), v))?;
+    }
+    Ok(RefundAmounts {
+        real_returned_cents,
+        is_return_coupon: coupon.as_deref(),
+        return_yoho_coin: coin,
+    })
+}
+
+fn refund_detail(detail: &mut Value, a: &RefundAmounts<'_>) {
+    if let Some(obj) = detail.as_object_mut() {
+        if let Some(cents) = a.real_returned_cents {
+            obj.insert(
+                "real_returned_amount".into(),
+                json!(c::Decimal::from_cents(cents).as_str()),
+            );
+        }
+        if let Some(v) = a.is_return_coupon {
+            obj.insert("is_return_coupon".into(), json!(v));
+        }
+        if let Some(v) = a.return_yoho_coin {
+            obj.insert("return_yoho_coin".into(), json!(v));
+        }
+    }
+}
+
 /// `erp.createRefundOrder`: the ERP accepted (200, maybe with amounts) or rejected (500 / 91).
 pub struct OnReturnCreated;
 
@@ -378,62 +497,60 @@ impl MessageHandler<c::ErpRefundOrderCreated> for OnReturnCreated {
         d: &'a Delivery,
         conn: &'a mut PgConnection,
     ) -> HandlerFuture<'a> {
-        Box::pin(async move {
-            let data = &msg.data;
-            let r = store::lock_return(conn, data.id, false)
-                .await?
-                .ok_or_else(|| {
-                    park(
-                        &d.routing_key,
-                        "unknown_return",
-                        format!("unknown return {}", data.id),
-                    )
-                })?;
-            let event = match msg.code {
-                c::ErpResultCode::Rejected => ReturnEvent::Erp91Rejected,
-                c::ErpResultCode::Ok => ReturnEvent::from_code(data.returned_status),
-            };
-            if r.erp_returned_id.is_none() {
-                sqlx::query("UPDATE return_orders SET erp_returned_id = $2 WHERE id = $1")
-                    .bind(r.id)
-                    .bind(data.returned_id)
-                    .execute(&mut *conn)
-                    .await?;
-            }
-            store_return_amounts(
-                conn,
-                r.id,
-                &data.real_returned_amount,
-                &data.is_return_coupon,
-                data.return_yoho_coin,
-            )
-            .await?;
-            store::offer_return_event(conn, &r, event, &src(d), body_detail(&d.body)).await?;
-            Ok(())
-        })
+        Box::pin(async move { on_return_created(msg, d, conn).await })
     }
 }
 
-async fn store_return_amounts(
+async fn on_return_created(
+    msg: c::ErpRefundOrderCreated,
+    d: &Delivery,
     conn: &mut PgConnection,
-    id: i64,
-    amount: &Option<c::Decimal>,
-    coupon: &Option<String>,
-    coin: Option<i64>,
 ) -> Result<(), HandlerError> {
-    if amount.is_none() && coupon.is_none() && coin.is_none() {
-        return Ok(());
+    let data = &msg.data;
+    checked(d, validate::text("message", &msg.message))?;
+    checked(d, validate::positive("data.returned_id", data.returned_id))?;
+    let amounts = refund_amounts(
+        d,
+        "data.",
+        &data.real_returned_amount,
+        &data.is_return_coupon,
+        data.return_yoho_coin,
+    )?;
+    let r = orders_lock::lock_return(conn, ReturnId(data.id))
+        .await?
+        .ok_or_else(|| {
+            park(
+                &d.routing_key,
+                "unknown_return",
+                format!("unknown return {}", data.id),
+            )
+        })?;
+    let event = match msg.code {
+        c::ErpResultCode::Rejected => ReturnEvent::Erp91Rejected,
+        c::ErpResultCode::Ok => ReturnEvent::from_code(data.returned_status),
+    };
+    let erp_id = ErpReturnId(data.returned_id);
+    if r.erp_returned_id.is_none() {
+        if let Some(other) = events::return_holding_erp_id(conn, erp_id, ReturnId(r.id)).await? {
+            return Err(park(
+                &d.routing_key,
+                "erp_id_clash",
+                format!(
+                    "ERP return id {erp_id} already belongs to return {other}, not {}",
+                    r.id
+                ),
+            ));
+        }
+        events::set_return_erp_id(conn, ReturnId(r.id), erp_id).await?;
     }
-    sqlx::query(
-        "UPDATE return_orders SET real_returned_amount = COALESCE($2::numeric, real_returned_amount), \
-         is_return_coupon = COALESCE($3, is_return_coupon), return_yoho_coin = COALESCE($4, return_yoho_coin) WHERE id = $1",
-    )
-    .bind(id)
-    .bind(amount.as_ref().map(|a| a.as_str().to_owned()))
-    .bind(coupon)
-    .bind(coin)
-    .execute(&mut *conn)
-    .await?;
+    events::store_return_amounts(conn, ReturnId(r.id), &amounts).await?;
+    let mut detail = result_detail(msg.code, &msg.message);
+    if let Some(obj) = detail.as_object_mut() {
+        obj.insert("returned_id".into(), json!(data.returned_id));
+        obj.insert("returned_status".into(), json!(data.returned_status.code()));
+    }
+    refund_detail(&mut detail, &amounts);
+    events::offer_return_event(conn, &r, event, &src(d), detail).await?;
     Ok(())
 }
 
@@ -447,56 +564,66 @@ impl MessageHandler<c::AfterSaleStatusUpdate> for OnAfterSaleStatus {
         d: &'a Delivery,
         conn: &'a mut PgConnection,
     ) -> HandlerFuture<'a> {
-        Box::pin(async move {
-            match msg {
-                c::AfterSaleStatusUpdate::Change(u) => {
-                    let Some(x) = store::lock_exchange(conn, u.id, true).await? else {
-                        m::refused_message(&d.routing_key, "unknown_erp_exchange");
-                        return Err(HandlerError::Retry(format!(
-                            "unknown ERP exchange id {} (its erp.createChangeOrder may not be applied yet)",
-                            u.id
-                        )));
-                    };
-                    store::offer_exchange_event(
-                        conn,
-                        &x,
-                        ExchangeEvent::from_code(u.status),
-                        &src(d),
-                        body_detail(&d.body),
-                    )
-                    .await?;
-                }
-                c::AfterSaleStatusUpdate::Refund(u) => {
-                    let Some(r) = store::lock_return(conn, u.id, true).await? else {
-                        m::refused_message(&d.routing_key, "unknown_erp_return");
-                        return Err(HandlerError::Retry(format!(
-                            "unknown ERP return id {} (its erp.createRefundOrder may not be applied yet)",
-                            u.id
-                        )));
-                    };
-                    let out = store::offer_return_event(
-                        conn,
-                        &r,
-                        ReturnEvent::from_code(u.status),
-                        &src(d),
-                        body_detail(&d.body),
-                    )
-                    .await?;
-                    if matches!(out, Outcome::Applied { .. }) {
-                        store_return_amounts(
-                            conn,
-                            r.id,
-                            &u.real_returned_amount,
-                            &u.is_return_coupon,
-                            u.return_yoho_coin,
-                        )
-                        .await?;
-                    }
-                }
-            }
-            Ok(())
-        })
+        Box::pin(async move { on_after_sale_status(msg, d, conn).await })
     }
+}
+
+async fn on_after_sale_status(
+    msg: c::AfterSaleStatusUpdate,
+    d: &Delivery,
+    conn: &mut PgConnection,
+) -> Result<(), HandlerError> {
+    match msg {
+        c::AfterSaleStatusUpdate::Change(u) => {
+            let Some(x) = orders_lock::lock_exchange_by_erp_id(conn, ErpExchangeId(u.id)).await?
+            else {
+                m::refused_message(&d.routing_key, "unknown_erp_exchange");
+                return Err(HandlerError::Retry(format!(
+                    "unknown ERP exchange id {} (its erp.createChangeOrder may not be applied yet)",
+                    u.id
+                )));
+            };
+            let detail = json!({ "type": "change", "id": u.id, "status": u.status.code() });
+            events::offer_exchange_event(
+                conn,
+                &x,
+                ExchangeEvent::from_code(u.status),
+                &src(d),
+                detail,
+            )
+            .await?;
+        }
+        c::AfterSaleStatusUpdate::Refund(u) => {
+            let amounts = refund_amounts(
+                d,
+                "",
+                &u.real_returned_amount,
+                &u.is_return_coupon,
+                u.return_yoho_coin,
+            )?;
+            let Some(r) = orders_lock::lock_return_by_erp_id(conn, ErpReturnId(u.id)).await? else {
+                m::refused_message(&d.routing_key, "unknown_erp_return");
+                return Err(HandlerError::Retry(format!(
+                    "unknown ERP return id {} (its erp.createRefundOrder may not be applied yet)",
+                    u.id
+                )));
+            };
+            let mut detail = json!({ "type": "refund", "id": u.id, "status": u.status.code() });
+            refund_detail(&mut detail, &amounts);
+            let out = events::offer_return_event(
+                conn,
+                &r,
+                ReturnEvent::from_code(u.status),
+                &src(d),
+                detail,
+            )
+            .await?;
+            if matches!(out, Outcome::Applied { .. }) {
+                events::store_return_amounts(conn, ReturnId(r.id), &amounts).await?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// `erp.deliveryAddressUpdate`: customer service changed the address (any order state; the
@@ -510,38 +637,35 @@ impl MessageHandler<c::ErpAddressChange> for OnErpAddress {
         d: &'a Delivery,
         conn: &'a mut PgConnection,
     ) -> HandlerFuture<'a> {
-        Box::pin(async move {
-            let source = src(d);
-            for el in &msg.0 {
-                let order = order_or_park(conn, d, el.order_code).await?;
-                let new = Address::from_wire(el);
-                let refused = if new == order.address {
-                    Some("duplicate")
-                } else {
-                    None
-                };
-                if refused.is_none() {
-                    sqlx::query(
-                        "UPDATE orders SET address = $2, updated_at = now() WHERE order_code = $1",
-                    )
-                    .bind(order.order_code)
-                    .bind(serde_json::to_value(&new).unwrap_or_default())
-                    .execute(&mut *conn)
-                    .await?;
-                }
-                store::record_note(
-                    conn,
-                    &order,
-                    &source,
-                    "erp_address_update",
-                    refused,
-                    json!({ "from": order.address, "to": new }),
-                )
-                .await?;
-            }
-            Ok(())
-        })
+        Box::pin(async move { on_erp_address(msg, d, conn).await })
     }
+}
+
+async fn on_erp_address(
+    msg: c::ErpAddressChange,
+    d: &Delivery,
+    conn: &mut PgConnection,
+) -> Result<(), HandlerError> {
+    let source = src(d);
+    for (i, el) in msg.0.iter().enumerate() {
+        let new = Address::from_wire(el);
+        checked(d, validate::address(&format!("[{i}]"), &new))?;
+        let order = order_or_park(conn, d, OrderCode(el.order_code)).await?;
+        let refused = (new == order.address).then_some("duplicate");
+        if refused.is_none() {
+            events::replace_address(conn, order.code(), &new).await?;
+        }
+        events::record_note(
+            conn,
+            &order,
+            &source,
+            "erp_address_update",
+            refused,
+            json!({ "from": order.address, "to": new }),
+        )
+        .await?;
+    }
+    Ok(())
 }
 
 /// `erp.updateInvoicePdfUrl`: a blue (0) or red (1) electronic invoice.
@@ -554,48 +678,43 @@ impl MessageHandler<c::InvoicePdfUrl> for OnInvoice {
         d: &'a Delivery,
         conn: &'a mut PgConnection,
     ) -> HandlerFuture<'a> {
-        Box::pin(async move {
-            let order = order_or_park(conn, d, msg.order_code).await?;
-            check_uid(d, &order, msg.uid)?;
-            let t = msg.invoice_type.code() as i16;
-            let inserted = sqlx::query(
-                "INSERT INTO order_invoices (order_code, invoice_type, pdf_url) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-            )
-            .bind(order.order_code)
-            .bind(t)
-            .bind(&msg.pdf_url)
-            .execute(&mut *conn)
-            .await?;
-            let event = match msg.invoice_type {
-                c::InvoiceType::Blue => "invoice_blue",
-                c::InvoiceType::Red => "invoice_red",
-            };
-            let mut detail = body_detail(&d.body);
-            if inserted.rows_affected() == 0 {
-                store::record_note(conn, &order, &src(d), event, Some("duplicate"), detail).await?;
-                return Ok(());
-            }
-            if msg.invoice_type == c::InvoiceType::Red {
-                let blue: Option<i64> = sqlx::query_scalar(
-                    "SELECT id FROM order_invoices WHERE order_code = $1 AND invoice_type = 0 LIMIT 1",
-                )
-                .bind(order.order_code)
-                .fetch_optional(&mut *conn)
-                .await?;
-                if let Some(obj) = detail.as_object_mut() {
-                    obj.insert("red_without_blue".into(), json!(blue.is_none()));
-                }
-            }
-            sqlx::query("UPDATE orders SET invoice_pdf_url = $2, invoice_type = $3, updated_at = now() WHERE order_code = $1")
-                .bind(order.order_code)
-                .bind(&msg.pdf_url)
-                .bind(t)
-                .execute(&mut *conn)
-                .await?;
-            store::record_note(conn, &order, &src(d), event, None, detail).await?;
-            Ok(())
-        })
+        Box::pin(async move { on_invoice(msg, d, conn).await })
     }
+}
+
+async fn on_invoice(
+    msg: c::InvoicePdfUrl,
+    d: &Delivery,
+    conn: &mut PgConnection,
+) -> Result<(), HandlerError> {
+    let order = order_or_park(conn, d, OrderCode(msg.order_code)).await?;
+    check_uid(d, &order, msg.uid)?;
+    checked(d, validate::web_url("pdfUrl", &msg.pdf_url))?;
+    let t = msg.invoice_type.code() as i16;
+    let event = match msg.invoice_type {
+        c::InvoiceType::Blue => "invoice_blue",
+        c::InvoiceType::Red => "invoice_red",
+    };
+    let mut detail = json!({ "invoice_type": msg.invoice_type.code(), "pdf_url": msg.pdf_url });
+    // Invoices belong to what is sold and shipped: a split parent's are its children's.
+    if order.is_split_parent {
+        let why = Refusal::SplitParent.as_str();
+        events::record_note(conn, &order, &src(d), event, Some(why), detail).await?;
+        return Ok(());
+    }
+    if !events::add_invoice(conn, order.code(), t, &msg.pdf_url).await? {
+        events::record_note(conn, &order, &src(d), event, Some("duplicate"), detail).await?;
+        return Ok(());
+    }
+    if msg.invoice_type == c::InvoiceType::Red {
+        let blue = c::InvoiceType::Blue.code() as i16;
+        let has_blue = events::has_invoice_of_type(conn, order.code(), blue).await?;
+        if let Some(obj) = detail.as_object_mut() {
+            obj.insert("red_without_blue".into(), json!(!has_blue));
+        }
+    }
+    events::record_note(conn, &order, &src(d), event, None, detail).await?;
+    Ok(())
 }
 
 /// `order.updateExpressInfo`: one carrier tracking event (recorded; status moves with the ERP's
@@ -609,34 +728,48 @@ impl MessageHandler<c::ExpressInfoUpdate> for OnExpressInfo {
         d: &'a Delivery,
         conn: &'a mut PgConnection,
     ) -> HandlerFuture<'a> {
-        Box::pin(async move {
-            let order = order_or_park(conn, d, msg.order_code).await?;
-            check_uid(d, &order, msg.uid)?;
-            let inserted = sqlx::query(
-                "INSERT INTO tracking_events (unique_key, order_code, waybill_code, logistics_type, state, accept_address, accept_remark, event_time) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, to_timestamp($8)) ON CONFLICT DO NOTHING",
-            )
-            .bind(&msg.unique_key)
-            .bind(order.order_code)
-            .bind(&msg.waybill_code)
-            .bind(msg.logistics_type)
-            .bind(msg.state)
-            .bind(&msg.accept_address)
-            .bind(&msg.accept_remark)
-            .bind(msg.create_time as f64)
-            .execute(&mut *conn)
-            .await?;
-            let refused = (inserted.rows_affected() == 0).then_some("duplicate");
-            store::record_note(
-                conn,
-                &order,
-                &src(d),
-                "tracking_event",
-                refused,
-                body_detail(&d.body),
-            )
-            .await?;
-            Ok(())
-        })
+        Box::pin(async move { on_express_info(msg, d, conn).await })
     }
+}
+
+async fn on_express_info(
+    msg: c::ExpressInfoUpdate,
+    d: &Delivery,
+    conn: &mut PgConnection,
+) -> Result<(), HandlerError> {
+    let order = order_or_park(conn, d, OrderCode(msg.order_code)).await?;
+    check_uid(d, &order, msg.uid)?;
+    checked(d, validate::required_text("uniqueKey", &msg.unique_key))?;
+    checked(d, validate::required_text("waybillCode", &msg.waybill_code))?;
+    checked(d, validate::text("acceptAddress", &msg.accept_address))?;
+    checked(d, validate::text("acceptRemark", &msg.accept_remark))?;
+    let event_time = checked(d, validate::unix_time("createTime", msg.create_time))?;
+    let detail = json!({
+        "unique_key": msg.unique_key,
+        "waybill_code": msg.waybill_code,
+        "logistics_type": msg.logistics_type,
+        "state": msg.state,
+        "accept_address": msg.accept_address,
+        "accept_remark": msg.accept_remark,
+        "create_time": msg.create_time,
+    });
+    // Carriers track waybills, and a split parent has none (its children ship).
+    if order.is_split_parent {
+        let why = Refusal::SplitParent.as_str();
+        events::record_note(conn, &order, &src(d), "tracking_event", Some(why), detail).await?;
+        return Ok(());
+    }
+    let tracking = events::TrackingEvent {
+        unique_key: &msg.unique_key,
+        waybill_code: &msg.waybill_code,
+        logistics_type: msg.logistics_type,
+        state: msg.state,
+        accept_address: &msg.accept_address,
+        accept_remark: &msg.accept_remark,
+        event_time,
+    };
+    let inserted = events::add_tracking_event(conn, order.code(), &tracking).await?;
+    let refused = (!inserted).then_some("duplicate");
+    events::record_note(conn, &order, &src(d), "tracking_event", refused, detail).await?;
+    Ok(())
 }

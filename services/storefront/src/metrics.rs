@@ -54,3 +54,9 @@ pub fn idempotent_replay() {
 pub fn payment_for_closed_order() {
     metrics::counter!("storefront_payments_for_closed_orders_total").increment(1);
 }
+
+/// A payment whose amount the order does not owe (not positive, above the order amount, not
+/// the outstanding balance): not applied, recorded on the timeline; ops refund or chase it.
+pub fn payment_refused(reason: &'static str) {
+    metrics::counter!("storefront_payments_refused_total", "reason" => reason).increment(1);
+}

@@ -4,5 +4,6 @@
 mod autocancel;
 mod common;
 mod consumers;
+mod consumers_hostile;
 mod http_api;
 mod sigterm;
