@@ -46,7 +46,11 @@ pub fn declared_length(headers: &HeaderMap) -> Option<u64> {
 
 /// Reads `body` completely if it is at most `limit` bytes. A declared `Content-Length` above the
 /// limit is refused before reading anything.
-pub async fn read_limited(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, BodyError> {
+pub async fn read_limited(
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+) -> Result<Bytes, BodyError> {
     if let Some(declared) = declared_length(headers) {
         if declared > limit as u64 {
             return Err(BodyError::TooLarge {

@@ -10,7 +10,12 @@ pub const DUPLICATES: &str = "orderbus_ingress_duplicates_total";
 /// `outcome`.
 pub const DURATION: &str = "orderbus_ingress_request_duration_seconds";
 
-pub(crate) fn record(partner: &str, verification: &'static str, outcome: &'static str, took: Duration) {
+pub(crate) fn record(
+    partner: &str,
+    verification: &'static str,
+    outcome: &'static str,
+    took: Duration,
+) {
     metrics::counter!(REQUESTS, "partner" => partner.to_owned(), "verification" => verification, "outcome" => outcome)
         .increment(1);
     if outcome == "replayed" {

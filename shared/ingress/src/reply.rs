@@ -63,8 +63,8 @@ impl Reply {
             .ok()
             .and_then(|s| StatusCode::from_u16(s).ok())
             .ok_or_else(|| format!("stored status {status} is not an HTTP status"))?;
-        let pairs: Vec<(String, String)> = serde_json::from_value(headers.clone())
-            .map_err(|e| format!("stored headers: {e}"))?;
+        let pairs: Vec<(String, String)> =
+            serde_json::from_value(headers.clone()).map_err(|e| format!("stored headers: {e}"))?;
         Ok(Self {
             status,
             headers: pairs,
@@ -261,10 +261,18 @@ pub struct SweetTrackerReplies;
 
 impl Replies for SweetTrackerReplies {
     fn accepted(&self, _ctx: &ReplyContext) -> Result<Reply, ReplyError> {
-        Reply::json(StatusCode::OK, &orderbus_sweettracker::CallbackReply::success())
+        Reply::json(
+            StatusCode::OK,
+            &orderbus_sweettracker::CallbackReply::success(),
+        )
     }
 
-    fn refused(&self, _code: &str, message: &str, _ctx: &ReplyContext) -> Result<Reply, ReplyError> {
+    fn refused(
+        &self,
+        _code: &str,
+        message: &str,
+        _ctx: &ReplyContext,
+    ) -> Result<Reply, ReplyError> {
         Reply::json(
             StatusCode::OK,
             &orderbus_sweettracker::CallbackReply::failure(message),
@@ -293,7 +301,12 @@ impl Replies for SinopacReplies {
         })
     }
 
-    fn refused(&self, _code: &str, message: &str, _ctx: &ReplyContext) -> Result<Reply, ReplyError> {
+    fn refused(
+        &self,
+        _code: &str,
+        message: &str,
+        _ctx: &ReplyContext,
+    ) -> Result<Reply, ReplyError> {
         Reply::json(
             StatusCode::OK,
             &serde_json::json!({"Status": "F", "Message": message}),

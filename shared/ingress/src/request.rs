@@ -37,8 +37,13 @@ impl InboundRequest {
 
     /// `Content-Type` without parameters, lowercased.
     pub fn content_type(&self) -> Option<String> {
-        self.header("content-type")
-            .map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+        self.header("content-type").map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
     }
 
     /// The first value of a query parameter.

@@ -294,7 +294,11 @@ impl CallbackTokens {
     }
 
     /// Looks a presented token up by its hash.
-    pub async fn lookup(pool: &PgPool, partner: &str, token: &str) -> Result<TokenState, StoreError> {
+    pub async fn lookup(
+        pool: &PgPool,
+        partner: &str,
+        token: &str,
+    ) -> Result<TokenState, StoreError> {
         let row = sqlx::query(
             "SELECT order_ref, revoked_at IS NOT NULL AS revoked FROM ingress_callback_tokens \
              WHERE token_sha256 = $1 AND partner = $2",

@@ -98,7 +98,11 @@ impl Ingress {
                 webhook,
                 logged,
             });
-            router = router.merge(Router::new().route(&path, post(handle)).with_state(endpoint));
+            router = router.merge(
+                Router::new()
+                    .route(&path, post(handle))
+                    .with_state(endpoint),
+            );
         }
         router
     }
@@ -215,7 +219,19 @@ impl Endpoint {
                     format!("body larger than {limit} bytes"),
                 );
                 return self
-                    .finish(refusal_finished(&ctx, &*self.webhook.replies, refusal, Verdict::NotChecked, None), seen_body, &logged_headers, &ctx, started)
+                    .finish(
+                        refusal_finished(
+                            &ctx,
+                            &*self.webhook.replies,
+                            refusal,
+                            Verdict::NotChecked,
+                            None,
+                        ),
+                        seen_body,
+                        &logged_headers,
+                        &ctx,
+                        started,
+                    )
                     .await;
             }
             Ok(Err(e @ BodyError::Read { .. })) => {
@@ -228,13 +244,22 @@ impl Endpoint {
                     head,
                     complete: false,
                 };
-                let refusal = Refusal::internal(
-                    RejectionKind::BadRequest,
-                    "the body could not be read",
-                    &e,
-                );
+                let refusal =
+                    Refusal::internal(RejectionKind::BadRequest, "the body could not be read", &e);
                 return self
-                    .finish(refusal_finished(&ctx, &*self.webhook.replies, refusal, Verdict::NotChecked, None), seen_body, &logged_headers, &ctx, started)
+                    .finish(
+                        refusal_finished(
+                            &ctx,
+                            &*self.webhook.replies,
+                            refusal,
+                            Verdict::NotChecked,
+                            None,
+                        ),
+                        seen_body,
+                        &logged_headers,
+                        &ctx,
+                        started,
+                    )
                     .await;
             }
             Err(_) => {
@@ -251,7 +276,19 @@ impl Endpoint {
                     ),
                 );
                 return self
-                    .finish(refusal_finished(&ctx, &*self.webhook.replies, refusal, Verdict::NotChecked, None), seen_body, &logged_headers, &ctx, started)
+                    .finish(
+                        refusal_finished(
+                            &ctx,
+                            &*self.webhook.replies,
+                            refusal,
+                            Verdict::NotChecked,
+                            None,
+                        ),
+                        seen_body,
+                        &logged_headers,
+                        &ctx,
+                        started,
+                    )
                     .await;
             }
         };
@@ -270,19 +307,24 @@ impl Endpoint {
             body,
             trace,
         };
-        let finished = match tokio::time::timeout_at(deadline, self.verified_and_applied(inbound, &ctx)).await {
-            Ok(f) => f,
-            Err(_) => refusal_finished(
-                &ctx,
-                &*self.webhook.replies,
-                Refusal::new(
-                    RejectionKind::Timeout,
-                    format!("not processed within {:?}; retry", self.config.request_timeout),
+        let finished =
+            match tokio::time::timeout_at(deadline, self.verified_and_applied(inbound, &ctx)).await
+            {
+                Ok(f) => f,
+                Err(_) => refusal_finished(
+                    &ctx,
+                    &*self.webhook.replies,
+                    Refusal::new(
+                        RejectionKind::Timeout,
+                        format!(
+                            "not processed within {:?}; retry",
+                            self.config.request_timeout
+                        ),
+                    ),
+                    Verdict::NotChecked,
+                    None,
                 ),
-                Verdict::NotChecked,
-                None,
-            ),
-        };
+            };
         self.finish(finished, seen_body, &logged_headers, &ctx, started)
             .await
     }
@@ -352,8 +394,8 @@ impl Endpoint {
                 order,
             },
             Err(refusal) => {
-                let dedupe = (refusal.rejection.kind == RejectionKind::InProgress)
-                    .then_some("in_progress");
+                let dedupe =
+                    (refusal.rejection.kind == RejectionKind::InProgress).then_some("in_progress");
                 let mut finished = refusal_finished(ctx, replies, refusal, verdict, dedupe);
                 finished.dedupe_key = Some(dedupe_key);
                 finished.order = inbound.verified.order.clone();
@@ -365,7 +407,11 @@ impl Endpoint {
     /// Claim → effect → reply → store → commit, all in one transaction.
     async fn apply(&self, inbound: &Inbound, ctx: &ReplyContext) -> Result<Processed, Refusal> {
         let unavailable = |e: &dyn std::fmt::Display| {
-            Refusal::internal(RejectionKind::Unavailable, "temporarily unavailable; retry", e)
+            Refusal::internal(
+                RejectionKind::Unavailable,
+                "temporarily unavailable; retry",
+                e,
+            )
         };
         let partner = &self.webhook.partner;
         let mut tx = self.pool.begin().await.map_err(|e| unavailable(&e))?;
@@ -487,8 +533,11 @@ impl Endpoint {
             order: finished.order,
             duration: took,
         };
-        match tokio::time::timeout(self.config.log_timeout, store::insert_log(&self.pool, &entry))
-            .await
+        match tokio::time::timeout(
+            self.config.log_timeout,
+            store::insert_log(&self.pool, &entry),
+        )
+        .await
         {
             Ok(Ok(())) => {}
             Ok(Err(e)) => tracing::warn!(error = %e, "ingress log row not written"),
@@ -501,7 +550,11 @@ impl Endpoint {
             took,
         );
         if status >= 500 {
-            tracing::warn!(status, error = entry.error.as_deref().unwrap_or(""), "webhook failed");
+            tracing::warn!(
+                status,
+                error = entry.error.as_deref().unwrap_or(""),
+                "webhook failed"
+            );
         } else {
             tracing::info!(status, "webhook handled");
         }
@@ -558,4 +611,3 @@ async fn path_params(parts: &mut Parts) -> BTreeMap<String, String> {
         Err(_) => BTreeMap::new(),
     }
 }
-

@@ -112,7 +112,13 @@ impl CallLog {
                 tracing::warn!(class = row.class.unwrap_or(""), %error, "partner call failed");
             }
         });
-        crate::metrics::record(partner, operation, row.outcome, row.class.unwrap_or("none"), took);
+        crate::metrics::record(
+            partner,
+            operation,
+            row.outcome,
+            row.class.unwrap_or("none"),
+            took,
+        );
         let trace_id = orderbus_bus::trace::current().map(|c| c.trace_id().to_owned());
         let insert = sqlx::query(
             "INSERT INTO partner_calls (partner, operation, order_ref, started_at, duration_ms, \
@@ -171,7 +177,11 @@ impl CallLog {
 
 /// Deletes calls started more than `older_than` ago, `batch` rows per statement. Returns how
 /// many rows went.
-pub async fn prune_calls(pool: &PgPool, older_than: Duration, batch: i64) -> Result<u64, sqlx::Error> {
+pub async fn prune_calls(
+    pool: &PgPool,
+    older_than: Duration,
+    batch: i64,
+) -> Result<u64, sqlx::Error> {
     let batch = batch.max(1);
     let mut total = 0u64;
     loop {

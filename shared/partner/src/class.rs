@@ -113,9 +113,9 @@ impl ClassifyError for orderbus_sinopac::Error {
             E::Transport(T::ServerStatus(s)) => ErrorClass::from_status(*s),
             E::Transport(T::Other(e)) => e.error_class(),
             E::Protocol(P::HttpStatus(s)) => ErrorClass::from_status(*s),
-            E::Protocol(P::BodyTooLarge(_) | P::BadJson(_) | P::NotAnObject | P::MissingField(_)) => {
-                ErrorClass::Decode
-            }
+            E::Protocol(
+                P::BodyTooLarge(_) | P::BadJson(_) | P::NotAnObject | P::MissingField(_),
+            ) => ErrorClass::Decode,
             E::Protocol(
                 P::Decrypt(_) | P::BadSignature | P::ServiceMismatch { .. } | P::BadMessage(_),
             ) => ErrorClass::Protocol,

@@ -96,7 +96,10 @@ impl HmacSha256Verifier {
         let value = header_value.trim();
         let encoded = match &self.prefix {
             Some(p) => value.strip_prefix(p.as_str()).ok_or_else(|| {
-                VerifyError::new(Verdict::Invalid, format!("signature lacks the {p:?} prefix"))
+                VerifyError::new(
+                    Verdict::Invalid,
+                    format!("signature lacks the {p:?} prefix"),
+                )
             })?,
             None => value,
         };
@@ -113,7 +116,10 @@ impl HmacSha256Verifier {
         if expected.len() == given.len() && bool::from(expected.ct_eq(&given)) {
             Ok(())
         } else {
-            Err(VerifyError::new(Verdict::Invalid, "signature does not match the body"))
+            Err(VerifyError::new(
+                Verdict::Invalid,
+                "signature does not match the body",
+            ))
         }
     }
 }
