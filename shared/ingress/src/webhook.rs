@@ -135,6 +135,14 @@ async fn handle(State(endpoint): State<Arc<Endpoint>>, request: Request) -> Resp
     endpoint.process(request, trace).instrument(span).await
 }
 
+/// What every step of one request needs: its reply context, logged headers, clock, deadline.
+struct Scope {
+    ctx: ReplyContext,
+    logged_headers: serde_json::Value,
+    started: Instant,
+    deadline: tokio::time::Instant,
+}
+
 /// What the log row will say about the body.
 struct BodySeen {
     head: Bytes,
@@ -199,99 +207,83 @@ impl Endpoint {
             partner: self.webhook.partner.clone(),
             trace_id: trace.trace_id().to_owned(),
         };
-        let logged_headers = self.logged_headers(&parts.headers);
+        let scope = Scope {
+            logged_headers: self.logged_headers(&parts.headers),
+            ctx,
+            started,
+            deadline,
+        };
+        let ctx = &scope.ctx;
 
         let read = tokio::time::timeout_at(
             deadline,
             read_limited(&parts.headers, body, self.config.body_limit),
         )
         .await;
-        let body = match read {
-            Ok(Ok(body)) => body,
-            Ok(Err(BodyError::TooLarge { limit, seen, head })) => {
-                let seen_body = BodySeen {
+        let (refusal, seen_body) = match read {
+            Ok(Ok(body)) => {
+                return self
+                    .verify_and_apply_body(parts, path_params, body, trace, &scope)
+                    .await
+            }
+            Ok(Err(BodyError::TooLarge { limit, seen, head })) => (
+                Refusal::new(
+                    RejectionKind::PayloadTooLarge,
+                    format!("body larger than {limit} bytes"),
+                ),
+                BodySeen {
                     head,
                     len: seen,
                     complete: false,
-                };
-                let refusal = Refusal::new(
-                    RejectionKind::PayloadTooLarge,
-                    format!("body larger than {limit} bytes"),
-                );
-                return self
-                    .finish(
-                        refusal_finished(
-                            &ctx,
-                            &*self.webhook.replies,
-                            refusal,
-                            Verdict::NotChecked,
-                            None,
-                        ),
-                        seen_body,
-                        &logged_headers,
-                        &ctx,
-                        started,
-                    )
-                    .await;
-            }
-            Ok(Err(e @ BodyError::Read { .. })) => {
-                let head = match &e {
-                    BodyError::Read { head, .. } => head.clone(),
-                    BodyError::TooLarge { head, .. } => head.clone(),
-                };
-                let seen_body = BodySeen {
+                },
+            ),
+            Ok(Err(BodyError::Read { head, source })) => (
+                Refusal::internal(
+                    RejectionKind::BadRequest,
+                    "the body could not be read",
+                    &source,
+                ),
+                BodySeen {
                     len: head.len() as u64,
                     head,
                     complete: false,
-                };
-                let refusal =
-                    Refusal::internal(RejectionKind::BadRequest, "the body could not be read", &e);
-                return self
-                    .finish(
-                        refusal_finished(
-                            &ctx,
-                            &*self.webhook.replies,
-                            refusal,
-                            Verdict::NotChecked,
-                            None,
-                        ),
-                        seen_body,
-                        &logged_headers,
-                        &ctx,
-                        started,
-                    )
-                    .await;
-            }
-            Err(_) => {
-                let seen_body = BodySeen {
-                    head: Bytes::new(),
-                    len: 0,
-                    complete: false,
-                };
-                let refusal = Refusal::new(
+                },
+            ),
+            Err(_) => (
+                Refusal::new(
                     RejectionKind::BodyTimeout,
                     format!(
                         "the body did not arrive within {:?}",
                         self.config.request_timeout
                     ),
-                );
-                return self
-                    .finish(
-                        refusal_finished(
-                            &ctx,
-                            &*self.webhook.replies,
-                            refusal,
-                            Verdict::NotChecked,
-                            None,
-                        ),
-                        seen_body,
-                        &logged_headers,
-                        &ctx,
-                        started,
-                    )
-                    .await;
-            }
+                ),
+                BodySeen {
+                    head: Bytes::new(),
+                    len: 0,
+                    complete: false,
+                },
+            ),
         };
+        let finished = refusal_finished(
+            ctx,
+            &*self.webhook.replies,
+            refusal,
+            Verdict::NotChecked,
+            None,
+        );
+        self.finish(finished, seen_body, &scope).await
+    }
+
+    /// Everything after the body arrived complete, within the same deadline.
+    async fn verify_and_apply_body(
+        &self,
+        parts: Parts,
+        path_params: BTreeMap<String, String>,
+        body: Bytes,
+        trace: TraceContext,
+        scope: &Scope,
+    ) -> Response {
+        let ctx = &scope.ctx;
         let seen_body = BodySeen {
             head: body.clone(),
             len: body.len() as u64,
@@ -308,11 +300,12 @@ impl Endpoint {
             trace,
         };
         let finished =
-            match tokio::time::timeout_at(deadline, self.verified_and_applied(inbound, &ctx)).await
+            match tokio::time::timeout_at(scope.deadline, self.verified_and_applied(inbound, ctx))
+                .await
             {
                 Ok(f) => f,
                 Err(_) => refusal_finished(
-                    &ctx,
+                    ctx,
                     &*self.webhook.replies,
                     Refusal::new(
                         RejectionKind::Timeout,
@@ -325,8 +318,7 @@ impl Endpoint {
                     None,
                 ),
             };
-        self.finish(finished, seen_body, &logged_headers, &ctx, started)
-            .await
+        self.finish(finished, seen_body, scope).await
     }
 
     async fn verified_and_applied(&self, request: InboundRequest, ctx: &ReplyContext) -> Finished {
@@ -496,15 +488,8 @@ impl Endpoint {
         serde_json::Value::Array(out)
     }
 
-    async fn finish(
-        &self,
-        finished: Finished,
-        body: BodySeen,
-        headers: &serde_json::Value,
-        ctx: &ReplyContext,
-        started: Instant,
-    ) -> Response {
-        let took = started.elapsed();
+    async fn finish(&self, finished: Finished, body: BodySeen, scope: &Scope) -> Response {
+        let took = scope.started.elapsed();
         let status = finished.reply.status.as_u16();
         let span = tracing::Span::current();
         span.record("verification", finished.verification.as_str());
@@ -515,8 +500,8 @@ impl Endpoint {
         let entry = LogEntry {
             partner: self.webhook.partner.clone(),
             route: self.webhook.path.clone(),
-            trace_id: ctx.trace_id.clone(),
-            headers: headers.clone(),
+            trace_id: scope.ctx.trace_id.clone(),
+            headers: scope.logged_headers.clone(),
             body_head: body.head[..head_len].to_vec(),
             body_len: body.len,
             body_truncated: !body.complete || head_len < body.head.len(),
