@@ -5,6 +5,7 @@ mod common;
 mod dedupe;
 mod limits;
 mod log;
+mod metrics;
 mod props;
 mod shopline;
 mod signatures;

@@ -4,4 +4,5 @@
 mod calls;
 mod client;
 mod common;
+mod metrics;
 mod props;
