@@ -102,6 +102,15 @@ async fn log_row_records_the_request_its_verdicts_and_its_order() -> anyhow::Res
         .fetch_one(app.db.pool())
         .await?;
     assert_eq!(effect_trace, trace_id);
+    // ...and the outbox message it wrote continues that trace.
+    let outbox_traceparent: String =
+        sqlx::query_scalar("SELECT headers->>'traceparent' FROM orderbus_outbox")
+            .fetch_one(app.db.pool())
+            .await?;
+    assert!(
+        outbox_traceparent.starts_with(&format!("00-{trace_id}-")),
+        "{outbox_traceparent}"
+    );
     Ok(())
 }
 
