@@ -9,4 +9,5 @@ mod metrics;
 mod props;
 mod shopline;
 mod signatures;
+mod throughput;
 mod tokens;
