@@ -30,7 +30,7 @@ fn other_key() -> anyhow::Result<PrivateKey> {
     Ok(PrivateKey::from_pkcs8_base64(&pem)?)
 }
 
-/// SHOPLINE and our app share the §5.4 test key pair here: SHOPLINE signs with it, we sign our
+/// SHOPLINE and our app share the shopline crate's test key pair here: SHOPLINE signs with it, we sign our
 /// replies with it, each side verifies with its public half.
 async fn shopline_app() -> anyhow::Result<App> {
     let key = test_key()?;
