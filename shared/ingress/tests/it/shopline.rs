@@ -30,8 +30,8 @@ fn other_key() -> anyhow::Result<PrivateKey> {
     Ok(PrivateKey::from_pkcs8_base64(&pem)?)
 }
 
-/// SHOPLINE and our app share the shopline crate's test key pair here: SHOPLINE signs with it, we sign our
-/// replies with it, each side verifies with its public half.
+/// SHOPLINE and our app share the shopline crate's test key pair here: SHOPLINE signs with it,
+/// we sign our replies with it, each side verifies with its public half.
 async fn shopline_app() -> anyhow::Result<App> {
     let key = test_key()?;
     let verifier = ShoplineVerifier::new(VerifierConfig::new(key.public_key()));
