@@ -84,8 +84,18 @@ impl Ingress {
         let mut router = Router::new();
         for webhook in self.webhooks {
             let mut logged: Vec<HeaderName> = config.logged_headers.clone();
-            for name in webhook.verifier.logged_headers() {
+            let mut redacted: Vec<HeaderName> = config.redacted_headers.clone();
+            let verifier = &webhook.verifier;
+            for (name, secret) in verifier
+                .logged_headers()
+                .into_iter()
+                .map(|n| (n, false))
+                .chain(verifier.credential_headers().into_iter().map(|n| (n, true)))
+            {
                 if let Ok(n) = HeaderName::from_bytes(name.as_bytes()) {
+                    if secret && !redacted.contains(&n) {
+                        redacted.push(n.clone());
+                    }
                     if !logged.contains(&n) {
                         logged.push(n);
                     }
@@ -97,6 +107,7 @@ impl Ingress {
                 config: config.clone(),
                 webhook,
                 logged,
+                redacted,
             });
             router = router.merge(
                 Router::new()
@@ -112,7 +123,10 @@ struct Endpoint {
     pool: PgPool,
     config: Arc<IngressConfig>,
     webhook: Webhook,
+    /// Request headers recorded in the log...
     logged: Vec<HeaderName>,
+    /// ...of which these only as `[redacted]` (credentials, signatures: replay material).
+    redacted: Vec<HeaderName>,
 }
 
 async fn handle(State(endpoint): State<Arc<Endpoint>>, request: Request) -> Response {
@@ -477,7 +491,7 @@ impl Endpoint {
         let mut out = Vec::new();
         for name in &self.logged {
             for value in headers.get_all(name) {
-                let text = if self.config.redacted_headers.contains(name) {
+                let text = if self.redacted.contains(name) {
                     REDACTED.to_owned()
                 } else {
                     String::from_utf8_lossy(value.as_bytes()).into_owned()

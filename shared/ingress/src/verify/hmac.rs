@@ -130,9 +130,11 @@ impl Verifier for HmacSha256Verifier {
     }
 
     fn logged_headers(&self) -> Vec<&'static str> {
-        let mut h = vec![self.signature_header];
-        h.extend(self.idempotency_header);
-        h
+        self.idempotency_header.into_iter().collect()
+    }
+
+    fn credential_headers(&self) -> Vec<&'static str> {
+        vec![self.signature_header]
     }
 
     fn verify<'a>(&'a self, request: &'a InboundRequest, _pool: &'a PgPool) -> VerifyFuture<'a> {

@@ -23,8 +23,15 @@ pub trait Verifier: Send + Sync + 'static {
     /// Short scheme name for logs (`hmac-sha256`, `shopline-rsa`, `url-token`, `none`).
     fn scheme(&self) -> &'static str;
 
-    /// Headers this scheme reads; they are recorded in the ingress log.
+    /// Headers this scheme reads that are recorded in the ingress log as they are.
     fn logged_headers(&self) -> Vec<&'static str> {
+        Vec::new()
+    }
+
+    /// Headers carrying the credential itself (signature, token): the log records that they
+    /// were sent, as `[redacted]`, because with the stored body they would let anyone who reads
+    /// the log replay the request.
+    fn credential_headers(&self) -> Vec<&'static str> {
         Vec::new()
     }
 

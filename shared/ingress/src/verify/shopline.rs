@@ -43,9 +43,12 @@ impl Verifier for ShoplineVerifier {
         "shopline-rsa"
     }
 
+    fn credential_headers(&self) -> Vec<&'static str> {
+        vec![HEADER_SIGNATURE]
+    }
+
     fn logged_headers(&self) -> Vec<&'static str> {
         vec![
-            HEADER_SIGNATURE,
             HEADER_VERSION,
             HEADER_IDEMPOTENCY_KEY,
             HEADER_TIMESTAMP,
