@@ -54,7 +54,7 @@ async fn run_in_span(shared: Arc<Shared>, job: Arc<dyn DynJob>, claim: Claim) {
         keep_lease(
             shared.clone(),
             claim.fence.clone(),
-            clock::add(started, shared.settings.lease),
+            claim.claimed_at,
             lost.clone(),
         )
         .in_current_span(),
@@ -89,11 +89,12 @@ async fn run_in_span(shared: Arc<Shared>, job: Arc<dyn DynJob>, claim: Claim) {
 async fn keep_lease(
     shared: Arc<Shared>,
     fence: Fence,
-    mut held_until: DateTime<Utc>,
+    claimed_at: DateTime<Utc>,
     lost: CancellationToken,
 ) {
     let lease = shared.settings.lease;
-    let mut next_renewal = clock::sub(held_until, lease.mul_f64(2.0 / 3.0));
+    let mut held_until = clock::add(claimed_at, lease);
+    let mut next_renewal = clock::add(claimed_at, lease / 3);
     loop {
         shared.clock.sleep_until(next_renewal).await;
         let now = shared.clock.now();
@@ -101,7 +102,7 @@ async fn keep_lease(
         match shared.store.renew(&fence, until).await {
             Ok(true) => {
                 held_until = until;
-                next_renewal = clock::sub(held_until, lease.mul_f64(2.0 / 3.0));
+                next_renewal = clock::add(now, lease / 3);
             }
             Ok(false) => {
                 tracing::warn!("lease lost: another replica took the slot over");

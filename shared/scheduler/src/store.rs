@@ -46,6 +46,8 @@ pub(crate) struct Claim {
     pub checkpoint: Option<serde_json::Value>,
     /// Failed attempts before this one.
     pub failures: i32,
+    /// The clock reading the lease was computed from (`lease_until` = this + the lease).
+    pub claimed_at: DateTime<Utc>,
     /// Why it was claimed: a new slot, a retry after a failure, or a takeover of a dead run.
     pub kind: ClaimKind,
 }
@@ -132,6 +134,7 @@ impl Store {
             },
             checkpoint: None,
             failures: 0,
+            claimed_at: now,
             kind: ClaimKind::New,
         }))
     }
@@ -233,6 +236,7 @@ impl Store {
             },
             checkpoint: row.try_get("checkpoint")?,
             failures: row.try_get("failures")?,
+            claimed_at: now,
             kind: if was == RunStatus::Running.as_str() {
                 ClaimKind::Takeover
             } else {

@@ -3,6 +3,8 @@
 #![allow(dead_code)]
 
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
@@ -204,4 +206,105 @@ impl Job for Recorder {
 
 pub fn every(secs: u64) -> anyhow::Result<Schedule> {
     Ok(Schedule::every(Duration::from_secs(secs))?)
+}
+
+/// A metrics recorder for tests: counters and histogram samples by `name{label=value,...}`.
+#[derive(Default)]
+pub struct TestMetrics {
+    counters: std::sync::Mutex<std::collections::HashMap<String, Arc<AtomicU64>>>,
+    histograms: std::sync::Mutex<std::collections::HashMap<String, Arc<Samples>>>,
+}
+
+#[derive(Default)]
+pub struct Samples(std::sync::Mutex<Vec<f64>>);
+
+impl metrics::HistogramFn for Samples {
+    fn record(&self, value: f64) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).push(value);
+    }
+}
+
+struct NoGauge;
+
+impl metrics::GaugeFn for NoGauge {
+    fn increment(&self, _: f64) {}
+    fn decrement(&self, _: f64) {}
+    fn set(&self, _: f64) {}
+}
+
+fn key_text(key: &metrics::Key) -> String {
+    let mut labels: Vec<String> = key
+        .labels()
+        .map(|l| format!("{}={}", l.key(), l.value()))
+        .collect();
+    labels.sort();
+    format!("{}{{{}}}", key.name(), labels.join(","))
+}
+
+impl metrics::Recorder for &'static TestMetrics {
+    fn describe_counter(
+        &self,
+        _: metrics::KeyName,
+        _: Option<metrics::Unit>,
+        _: metrics::SharedString,
+    ) {
+    }
+    fn describe_gauge(
+        &self,
+        _: metrics::KeyName,
+        _: Option<metrics::Unit>,
+        _: metrics::SharedString,
+    ) {
+    }
+    fn describe_histogram(
+        &self,
+        _: metrics::KeyName,
+        _: Option<metrics::Unit>,
+        _: metrics::SharedString,
+    ) {
+    }
+    fn register_counter(&self, key: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Counter {
+        let mut counters = self.counters.lock().unwrap_or_else(|p| p.into_inner());
+        let counter = counters.entry(key_text(key)).or_default().clone();
+        metrics::Counter::from_arc(counter)
+    }
+    fn register_gauge(&self, _: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Gauge {
+        metrics::Gauge::from_arc(Arc::new(NoGauge))
+    }
+    fn register_histogram(
+        &self,
+        key: &metrics::Key,
+        _: &metrics::Metadata<'_>,
+    ) -> metrics::Histogram {
+        let mut histograms = self.histograms.lock().unwrap_or_else(|p| p.into_inner());
+        let samples = histograms.entry(key_text(key)).or_default().clone();
+        metrics::Histogram::from_arc(samples)
+    }
+}
+
+impl TestMetrics {
+    /// The process-wide recorder (installed on first use; keys carry the job name, so tests
+    /// sharing a process do not mix).
+    pub fn installed() -> &'static TestMetrics {
+        static METRICS: std::sync::OnceLock<&'static TestMetrics> = std::sync::OnceLock::new();
+        METRICS.get_or_init(|| {
+            let metrics: &'static TestMetrics = Box::leak(Box::default());
+            let _ = metrics::set_global_recorder(metrics);
+            metrics
+        })
+    }
+
+    /// A counter's value, e.g. `counter("orderbus_scheduler_runs_failed_total{job=x}")`.
+    pub fn counter(&self, key: &str) -> u64 {
+        let counters = self.counters.lock().unwrap_or_else(|p| p.into_inner());
+        counters.get(key).map_or(0, |c| c.load(Ordering::SeqCst))
+    }
+
+    pub fn samples(&self, key: &str) -> Vec<f64> {
+        let histograms = self.histograms.lock().unwrap_or_else(|p| p.into_inner());
+        histograms
+            .get(key)
+            .map(|s| s.0.lock().unwrap_or_else(|p| p.into_inner()).clone())
+            .unwrap_or_default()
+    }
 }

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use orderbus_scheduler::{Job, JobError, RetryPolicy, RunContext, Schedule};
 use sqlx::PgPool;
 
-use crate::common::{every, record_effect, utc, World};
+use crate::common::{every, record_effect, utc, TestMetrics, World};
 
 /// Fails every attempt at `bad_slot` (the partner refuses connections), succeeds otherwise.
 struct FlakyPartner {
@@ -40,6 +40,7 @@ impl Job for FlakyPartner {
 #[tokio::test]
 async fn a_failing_job_is_retried_then_marked_failed_and_the_next_slot_runs() -> anyhow::Result<()>
 {
+    let metrics = TestMetrics::installed();
     let world = World::new(utc(2026, 12, 1, 0, 59, 59)?).await?;
     let bad = utc(2026, 12, 1, 1, 0, 0)?;
     let job = "tracking-poll";
@@ -103,5 +104,25 @@ async fn a_failing_job_is_retried_then_marked_failed_and_the_next_slot_runs() ->
         .map(|(slot, _, attempt)| (slot, attempt))
         .collect();
     assert_eq!(attempts, vec![(bad, 1), (bad, 2), (bad, 3), (next, 1)]);
+
+    let count = |name: &str| metrics.counter(&format!("{name}{{job={job}}}"));
+    assert_eq!(
+        count("orderbus_scheduler_runs_failed_total"),
+        1,
+        "one slot failed"
+    );
+    assert_eq!(count("orderbus_scheduler_attempts_failed_total"), 3);
+    assert_eq!(count("orderbus_scheduler_runs_finished_total"), 1);
+    let started = |kind: &str| {
+        metrics.counter(&format!(
+            "orderbus_scheduler_runs_started_total{{job={job},kind={kind}}}"
+        ))
+    };
+    assert_eq!((started("new"), started("retry")), (2, 2));
+    // Both first attempts started exactly at their slot on the manual clock.
+    let lag = metrics.samples(&format!(
+        "orderbus_scheduler_start_lag_seconds{{job={job}}}"
+    ));
+    assert_eq!(lag, vec![0.0, 0.0]);
     Ok(())
 }
