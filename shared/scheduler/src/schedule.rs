@@ -449,6 +449,31 @@ mod tests {
             }
         }
 
+        /// Counting a range agrees with walking it slot by slot.
+        #[test]
+        fn slots_in_agrees_with_walking_next_after(
+            s in arb_schedule(),
+            start in 946_684_800i64..4_102_444_800i64,
+            length in 0i64..200_000,
+        ) {
+            let after = DateTime::from_timestamp(start, 0).unwrap_or_default();
+            let until = DateTime::from_timestamp(start + length, 0).unwrap_or_default();
+            let mut walked = Vec::new();
+            let mut cursor = after;
+            while let Some(slot) = s.next_after(cursor).filter(|slot| *slot <= until) {
+                walked.push(slot);
+                cursor = slot;
+                if walked.len() > 5_000 {
+                    break;
+                }
+            }
+            prop_assume!(walked.len() <= 5_000);
+            let range = s.slots_in(after, until, 3);
+            prop_assert_eq!(range.count, walked.len() as u64);
+            prop_assert_eq!(&range.listed[..], &walked[..walked.len().min(3)]);
+            prop_assert_eq!(range.latest, walked.last().copied());
+        }
+
         /// Arbitrary text never panics the parser; it is accepted or refused with an error.
         #[test]
         fn any_text_is_accepted_or_refused(expr in ".{0,40}", tz in "[A-Za-z/_]{0,20}") {

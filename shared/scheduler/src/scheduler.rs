@@ -492,3 +492,93 @@ async fn retention_loop(shared: Arc<Shared>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::job::{JobError, RunContext};
+    use crate::schedule::Schedule;
+    use crate::ManualClock;
+    use proptest::prelude::*;
+
+    struct Named(&'static str, Schedule);
+
+    impl Job for Named {
+        fn name(&self) -> &str {
+            self.0
+        }
+        fn schedule(&self) -> &Schedule {
+            &self.1
+        }
+        async fn run(&self, _ctx: &mut RunContext) -> Result<(), JobError> {
+            Ok(())
+        }
+    }
+
+    fn scheduler(owner: &str) -> Result<Scheduler, Box<dyn std::error::Error>> {
+        // Never connects: a refused configuration returns before any query.
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .connect_lazy("postgres://postgres@127.0.0.1:1/unused")?;
+        Ok(Scheduler::new(
+            pool,
+            ManualClock::new(DateTime::<Utc>::UNIX_EPOCH),
+            owner,
+        ))
+    }
+
+    #[tokio::test]
+    async fn a_refused_configuration_is_a_clear_error() -> Result<(), Box<dyn std::error::Error>> {
+        let hourly = Schedule::every(Duration::from_secs(3600))?;
+        let token = CancellationToken::new;
+        let twice = scheduler("a")?
+            .job(Named("sweep", hourly.clone()))
+            .job(Named("sweep", hourly.clone()))
+            .run(token())
+            .await;
+        assert!(matches!(twice, Err(SchedulerError::DuplicateJob(name)) if name == "sweep"));
+        let unnamed = scheduler("a")?
+            .job(Named("", hourly.clone()))
+            .run(token())
+            .await;
+        assert!(matches!(unnamed, Err(SchedulerError::EmptyJobName)));
+        let anonymous = scheduler("")?.run(token()).await;
+        assert!(matches!(anonymous, Err(SchedulerError::EmptyOwner)));
+        let short = scheduler("a")?
+            .lease(Duration::from_millis(10))
+            .run(token())
+            .await;
+        assert!(matches!(short, Err(SchedulerError::LeaseTooShort(_))));
+        let no_attempts = scheduler("a")?
+            .retry(RetryPolicy {
+                max_failures: 0,
+                ..RetryPolicy::default()
+            })
+            .run(token())
+            .await;
+        assert!(matches!(no_attempts, Err(SchedulerError::NoAttempts)));
+        Ok(())
+    }
+
+    proptest! {
+        /// Retry delays grow, stay within [nominal/2, nominal] and never pass the cap.
+        #[test]
+        fn retry_delays_are_jittered_exponential_and_capped(
+            base_ms in 1u64..100_000,
+            cap_ms in 1u64..10_000_000,
+            failures in 1u32..100,
+        ) {
+            let policy = RetryPolicy {
+                max_failures: 3,
+                base_delay: Duration::from_millis(base_ms),
+                max_delay: Duration::from_millis(cap_ms),
+            };
+            let nominal = policy
+                .base_delay
+                .saturating_mul(1u32 << (failures - 1).min(20))
+                .min(policy.max_delay);
+            let delay = policy.delay_after(failures);
+            prop_assert!(delay <= nominal);
+            prop_assert!(delay >= nominal / 2 - Duration::from_nanos(1));
+        }
+    }
+}
