@@ -50,7 +50,12 @@ impl World {
     /// A scheduler with test timings: 30 s lease, 5 s misfire grace, no retention loop (so
     /// an idle scheduler has exactly one sleeper per job).
     pub fn scheduler(&self, owner: &str) -> Scheduler {
-        Scheduler::new(self.db.pool().clone(), self.clock.clone(), owner)
+        self.scheduler_on(self.db.pool().clone(), owner)
+    }
+
+    /// [`World::scheduler`] on another pool of the same database (e.g. through a fault proxy).
+    pub fn scheduler_on(&self, pool: sqlx::PgPool, owner: &str) -> Scheduler {
+        Scheduler::new(pool, self.clock.clone(), owner)
             .lease(Duration::from_secs(30))
             .misfire_grace(Duration::from_secs(5))
             .poll_interval(Duration::from_secs(60))

@@ -5,6 +5,7 @@ mod common;
 
 mod exactly_once;
 mod failing;
+mod faults;
 mod lease;
 mod missed;
 mod resume;
