@@ -246,6 +246,8 @@ impl Scheduler {
             }
             shutdown.cancel();
         }
+        // With no jobs and no retention there was nothing to wait on: still run until told.
+        shutdown.cancelled().await;
         tracing::info!(owner = %shared.owner, "scheduler stopped");
         result
     }
@@ -265,23 +267,28 @@ async fn job_loop(shared: Arc<Shared>, job: Arc<dyn DynJob>) {
     let mut failures: u32 = 0;
     while !shared.shutdown.is_cancelled() {
         let now = shared.clock.now();
-        let wake_at = match tick(&shared, &job, &mut cursor, now, &mut runs).await {
-            Ok(next) => {
+        match tick(&shared, &job, &mut cursor, now, &mut runs).await {
+            Ok(wake_at) => {
                 failures = 0;
-                next
+                tokio::select! {
+                    _ = shared.shutdown.cancelled() => {}
+                    _ = shared.clock.sleep_until(wake_at) => {}
+                    // A run ending may have scheduled a retry: look again.
+                    Some(ended) = runs.join_next(), if !runs.is_empty() => log_run_end(&name, ended),
+                }
             }
             Err(e) => {
+                // Waiting for the database to come back is real time, not schedule time: a
+                // test clock that stands still must not hold the recovery back.
                 failures = failures.saturating_add(1);
-                let delay = Duration::from_secs(1u64 << failures.min(6)).min(shared.settings.poll);
-                tracing::warn!(job = %name, error = %error_chain(&e), retry_in_secs = delay.as_secs(), "scheduler tick failed; retrying");
-                clock::add(now, delay)
+                let delay =
+                    Duration::from_millis(500u64 << failures.min(6)).min(shared.settings.poll);
+                tracing::warn!(job = %name, error = %error_chain(&e), retry_in_ms = delay.as_millis(), "scheduler tick failed; retrying");
+                tokio::select! {
+                    _ = shared.shutdown.cancelled() => {}
+                    _ = tokio::time::sleep(delay) => {}
+                }
             }
-        };
-        tokio::select! {
-            _ = shared.shutdown.cancelled() => {}
-            _ = shared.clock.sleep_until(wake_at) => {}
-            // A run ending may have scheduled a retry: look again.
-            Some(ended) = runs.join_next(), if !runs.is_empty() => log_run_end(&name, ended),
         }
     }
     // Runs see the shutdown themselves and finish, release or give up within the drain time.

@@ -64,7 +64,7 @@ async fn a_replica_cut_off_from_the_database_stops_its_run_when_the_lease_ends(
     let proxy = FaultProxy::start(postgres).await?;
     let proxied = PgPoolOptions::new()
         .max_connections(4)
-        .acquire_timeout(Duration::from_secs(1))
+        .acquire_timeout(Duration::from_secs(5))
         .connect(&rewrite_url(world.db.url(), postgres, proxy.addr()))
         .await?;
     let hanging = Arc::new(AtomicBool::new(false));
