@@ -87,8 +87,8 @@ deploy-check: deploy-tools ## validate deploy/ offline: generated files current,
 	$(CARGO) build -q --bins $(addprefix -p orderbus-,$(DEPLOY_SERVICES))
 	CARGO_TARGET_DIR=$(CARGO_TARGET_DIR) $(DEPLOY_VENV)/bin/python deploy/tools/deploy_check.py
 
-# Not verified here (no container runtime on the development machine): see deploy/README.md.
-image: ## build the service image (deploy/Containerfile) with podman and run its --help
-	@command -v podman >/dev/null 2>&1 || { echo "image: needs podman (and access to the base images); see deploy/README.md" >&2; exit 1; }
-	podman build -f deploy/Containerfile -t localhost/orderbus:dev .
-	podman run --rm localhost/orderbus:dev /usr/local/bin/orderbus-storefront --help >/dev/null
+# No container daemon or registry needed: buildah assembles the image from a debootstrap base
+# (Debian's packages) and the release binaries, then runs a service's --help in it.
+image: ## build the service image (release binaries, buildah + debootstrap) and run --help in it
+	$(CARGO) build --release --locked --bins $(addprefix -p orderbus-,$(DEPLOY_SERVICES))
+	deploy/tools/build-image.sh $(CARGO_TARGET_DIR) $(DEPLOY_SERVICES)
