@@ -14,7 +14,7 @@ help: ## list the targets
 run: services build ## start the whole local stack and print where to look
 	@scripts/run.sh
 
-test: services fmt-check clippy unit ## everything CI checks: fmt, clippy, all tests against the real broker and database
+test: services fmt-check clippy deploy-check unit ## everything CI checks: fmt, clippy, all tests against the real broker and database
 
 services: ## install (Debian packages) and start RabbitMQ + PostgreSQL if needed
 	@scripts/ensure-services.sh
@@ -62,3 +62,33 @@ sqlx-prepare: services sqlx-tool ## regenerate .sqlx/ (offline query metadata) a
 
 sqlx-check: sqlx-tool ## fail if .sqlx/ is not what the current queries and migrations produce
 	DATABASE_URL=$$(scripts/sqlx-db.sh) $(CARGO) sqlx prepare --workspace --check -- --all-targets
+
+# --- Kubernetes manifests (deploy/) ---------------------------------------------------------
+# Offline: no cluster. The Python validators live in a venv next to the clone's sources.
+DEPLOY_VENV ?= .venv-deploy
+# Every service deployed to Kubernetes: services/* except the dev/test-only ones.
+DEPLOY_SERVICES := $(filter-out erp-sim sandbox,$(notdir $(wildcard services/*)))
+
+.PHONY: deploy-gen deploy-check deploy-tools image
+
+deploy-tools: $(DEPLOY_VENV)/.installed ## the offline manifest validators (venv; fast when installed)
+
+$(DEPLOY_VENV)/.installed: deploy/tools/requirements.txt
+	@command -v kubectl >/dev/null 2>&1 || { echo "deploy-tools: kubectl (for kustomize) is not installed" >&2; exit 1; }
+	python3 -m venv $(DEPLOY_VENV)
+	$(DEPLOY_VENV)/bin/pip install -q --disable-pip-version-check -r deploy/tools/requirements.txt
+	@touch $@
+
+deploy-gen: ## regenerate deploy/ topology, permissions and queue alerts from the code
+	$(CARGO) run -q -p orderbus-e2e --bin orderbus-deploy-gen -- deploy
+
+deploy-check: deploy-tools ## validate deploy/ offline: generated files current, kustomize, schemas, lint, env vars
+	$(CARGO) run -q -p orderbus-e2e --bin orderbus-deploy-gen -- --check deploy
+	$(CARGO) build -q --bins $(addprefix -p orderbus-,$(DEPLOY_SERVICES))
+	CARGO_TARGET_DIR=$(CARGO_TARGET_DIR) $(DEPLOY_VENV)/bin/python deploy/tools/deploy_check.py
+
+# No container daemon or registry needed: buildah assembles the image from a debootstrap base
+# (Debian's packages) and the release binaries, then runs a service's --help in it.
+image: ## build the service image (release binaries, buildah + debootstrap) and run --help in it
+	$(CARGO) build --release --locked --bins $(addprefix -p orderbus-,$(DEPLOY_SERVICES))
+	deploy/tools/build-image.sh $(CARGO_TARGET_DIR) $(DEPLOY_SERVICES)
