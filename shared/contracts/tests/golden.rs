@@ -298,3 +298,35 @@ fn missing_fields_and_cross_field_rules_are_named() {
     .expect_err("bad type");
     assert!(err.message.contains("swap"), "{err}");
 }
+
+#[test]
+fn duplicate_keys_are_refused_naming_the_object_and_the_key() {
+    let err = BusMessage::decode(
+        RoutingKey::OrderErpStatus,
+        br#"{"uid":1,"order_code":2,"status":100,"status":700}"#,
+    )
+    .expect_err("a repeated status must not be applied");
+    assert_eq!(err.path, "", "{err}");
+    assert_eq!(
+        err.to_string(),
+        r#"order.erpstatus: body: duplicate key "status""#
+    );
+    let err = BusMessage::decode(
+        RoutingKey::OrderErpStatus,
+        br#"{"uid":1,"order_code":2,"status":600,"data":{"express_id":23,"express_number":"1","express_number":"2"}}"#,
+    )
+    .expect_err("nested duplicate");
+    assert_eq!(err.path, "data", "{err}");
+    assert!(err.message.contains("express_number"), "{err}");
+}
+
+#[test]
+fn nul_in_any_string_is_refused_naming_the_field() {
+    let err = BusMessage::decode(
+        RoutingKey::ErpUpdateInvoicePdfUrl,
+        br#"{"uid":1,"orderCode":2,"pdfUrl":"https://example.com/a\u0000.pdf","invoiceType":"0"}"#,
+    )
+    .expect_err("NUL");
+    assert_eq!(err.path, "pdfUrl", "{err}");
+    assert!(err.message.contains("U+0000"), "{err}");
+}
