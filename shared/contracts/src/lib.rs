@@ -9,6 +9,7 @@
 //!   ([`BusMessage::decode`]), and knows who publishes and subscribes to it.
 //! - [`decode`] validates a body and names the offending field on error.
 //! - [`strict`] parses JSON refusing duplicate keys and U+0000; every decode goes through it.
+//! - [`rules`] holds the field rules (required text, lengths, URLs, digits) every message obeys.
 //! - [`wire`] holds the encodings the spec uses inconsistently (numbers sent as strings).
 //! - [`codes`] holds the status codes as closed enums: an unknown code is a decode error.
 //! - [`schema`] generates `schemas/` (JSON Schema per message and the AsyncAPI document).
@@ -16,6 +17,7 @@
 pub mod codes;
 pub mod messages;
 pub mod routing;
+pub mod rules;
 pub mod schema;
 pub mod strict;
 pub mod wire;

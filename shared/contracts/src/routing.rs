@@ -284,7 +284,8 @@ fn strip_position(message: String) -> String {
     }
 }
 
-/// Per-message decoding rules beyond the derived serde impls, used by [`decode`].
+/// Per-message decoding rules beyond the field rules of [`crate::rules`] and
+/// [`crate::Decimal`] (which apply while deserializing), used by [`decode`].
 pub trait Validate: Sized + DeserializeOwned {
     /// Builds the message from parsed JSON; `Err((field path, reason))` on a mismatch.
     fn from_json(value: serde_json::Value) -> Result<Self, (String, String)> {
@@ -387,7 +388,17 @@ fn non_empty_addresses(list: &[DeliveryAddress]) -> Result<(), (&'static str, St
     Ok(())
 }
 
-impl Validate for OrderPayment {}
+impl Validate for OrderPayment {
+    fn validate(&self) -> Result<(), (&'static str, String)> {
+        if !self.amount.is_positive() {
+            return Err((
+                "amount",
+                "a payment amount must be greater than zero".into(),
+            ));
+        }
+        Ok(())
+    }
+}
 impl Validate for OrderStatus {}
 impl Validate for CreateChangeOrder {}
 impl Validate for ErpChangeOrderCreated {}
