@@ -1,7 +1,7 @@
 //! # orderbus-contracts
 //!
 //! The messages orderbus and the ERP exchange on RabbitMQ's `amq.topic`, one Rust type per routing
-//! key of the MQ spec (`shared/seeds/002_f6d8604a00b7d4f9.txt`). The spec's JSON samples are the
+//! key of the ERP's MQ spec. The spec's JSON samples are the
 //! contract: every one of them is a golden fixture under `tests/fixtures/mq-spec/` that must decode
 //! and re-encode to the same JSON value.
 //!

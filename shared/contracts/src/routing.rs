@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::messages::*;
 
-/// Who publishes or consumes a routing key (per `design.md`'s service table).
+/// Who publishes or consumes a routing key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Party {
     Storefront,
