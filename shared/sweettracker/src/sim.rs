@@ -260,12 +260,12 @@ impl Simulator {
             "json" => CallbackType::Json,
             // The xml push body is not specified, so it cannot be simulated; say so rather than
             // claim a parameter is missing. 01 is the documented code for an unusable parameter.
-            other => return Err(Refusal {
-                code: ECode::MissingParameter,
-                message: format!(
-                    "callback_type {other:?} is not supported by this simulator; use map or json"
-                ),
-            }),
+            other => {
+                return Err(Refusal {
+                    code: ECode::MissingParameter,
+                    message: format!("callback_type {other:?} is not supported; use map or json"),
+                })
+            }
         };
         if !(callback_url.starts_with("http://") || callback_url.starts_with("https://")) {
             return Err(ECode::MissingParameter.into());
