@@ -13,6 +13,11 @@ use crate::machine::{
 };
 use crate::metrics as m;
 
+pub mod after_sales;
+pub mod idempotency;
+pub mod orders;
+pub mod read_model;
+
 /// Where an event came from (timeline `source` and `message_id`).
 #[derive(Clone, Debug)]
 pub struct Source {
