@@ -4,5 +4,8 @@
 mod autocancel;
 mod common;
 mod consumers;
+mod fuzz;
+mod hostile_input;
 mod http_api;
+mod outage;
 mod sigterm;
