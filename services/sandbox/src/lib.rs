@@ -78,6 +78,13 @@ pub struct Sandbox {
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
+/// What one port serves.
+enum App {
+    Router(Router),
+    /// Frotel mirror `i`, served by the simulator itself (it closes the socket while down).
+    FrotelMirror(usize),
+}
+
 impl Sandbox {
     /// Binds every port and starts serving; returns once all listeners are bound.
     pub async fn start(config: SandboxConfig) -> Result<Sandbox, SandboxError> {
@@ -97,17 +104,17 @@ impl Sandbox {
             })
             .map_err(|e| SandboxError::Shopline(e.to_string()))?;
 
-        let mut routes: Vec<(&'static str, u16, Router, String)> = vec![
+        let mut routes: Vec<(&'static str, u16, App, String)> = vec![
             (
                 "sweettracker",
                 config.sweettracker_port,
-                sweettracker.router(),
+                App::Router(sweettracker.router()),
                 "POST /add_invoice; admin GET /__sim/registrations, GET|PUT /__sim/faults".into(),
             ),
             (
                 "sinopac",
                 config.sinopac_port,
-                sinopac.router(),
+                App::Router(sinopac.router()),
                 "POST /Nonce, POST /Order (shop NA0249_001, demo keys); admin /__sim/orders, /__sim/faults".into(),
             ),
         ];
@@ -116,21 +123,21 @@ impl Sandbox {
             routes.push((
                 name,
                 *port,
-                frotel.mirror_router(i),
+                App::FrotelMirror(i),
                 "Frotel web service (shared state); admin /__sim/".into(),
             ));
         }
         routes.push((
             "shopline",
             config.shopline_port,
-            shopline.router(),
+            App::Router(shopline.router()),
             format!("sender posting signed reports to {}; POST /__sim/send, /__sim/waybill, GET /__sim/history", config.shopline_target_url),
         ));
 
         let shutdown = CancellationToken::new();
         let mut served = Vec::new();
         let mut tasks = Vec::new();
-        for (name, port, router, note) in routes {
+        for (name, port, app, note) in routes {
             let addr = format!("{}:{port}", config.host);
             let listener = TcpListener::bind(&addr)
                 .await
@@ -142,10 +149,22 @@ impl Sandbox {
                 .local_addr()
                 .map_err(|source| SandboxError::Bind { addr, source })?;
             let stop = shutdown.clone();
+            let frotel = frotel.clone();
             tasks.push(tokio::spawn(async move {
-                let serve = axum::serve(listener, router)
-                    .with_graceful_shutdown(async move { stop.cancelled().await });
-                if let Err(e) = serve.await {
+                let served = match app {
+                    App::Router(router) => {
+                        axum::serve(listener, router)
+                            .with_graceful_shutdown(async move { stop.cancelled().await })
+                            .await
+                    }
+                    // The simulator owns a mirror's listener, so a mirror switched `down`
+                    // refuses connections: the client knows nothing was sent.
+                    App::FrotelMirror(i) => tokio::select! {
+                        r = frotel.serve_mirror(i, listener) => r,
+                        () = stop.cancelled() => Ok(()),
+                    },
+                };
+                if let Err(e) = served {
                     tracing::error!(simulator = name, error = %e, "simulator stopped");
                 }
             }));

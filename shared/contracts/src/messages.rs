@@ -12,6 +12,7 @@ use crate::codes::{
     AfterSaleCancelStatus, AfterSaleKind, ErpOrderStatus, ErpResultCode, ExchangeStatus,
     InvoiceType, PayType, ReturnStatus, StorefrontOrderStatus,
 };
+use crate::rules;
 use crate::wire::{self, Decimal};
 
 // ---------------------------------------------------------------------------------------------
@@ -48,22 +49,41 @@ pub struct OrderSubmit {
     /// Where the goods go (same field names as `order.deliveryAddress`).
     pub delivery_address: SubmitAddress,
     pub goods: Vec<SubmitGoods>,
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "String::is_empty",
+        with = "rules::optional"
+    )]
+    #[schemars(schema_with = "rules::optional::schema")]
     pub remark: String,
 }
 
 /// The delivery address inside `order.submit`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct SubmitAddress {
+    #[serde(with = "rules::required")]
+    #[schemars(schema_with = "rules::required::schema")]
     pub user_name: String,
+    #[serde(with = "rules::required")]
+    #[schemars(schema_with = "rules::required::schema")]
     pub mobile: String,
+    #[serde(with = "rules::required")]
+    #[schemars(schema_with = "rules::required::schema")]
     pub province: String,
+    #[serde(with = "rules::required")]
+    #[schemars(schema_with = "rules::required::schema")]
     pub city: String,
+    #[serde(with = "rules::optional")]
+    #[schemars(schema_with = "rules::optional::schema")]
     pub district: String,
+    #[serde(with = "rules::required")]
+    #[schemars(schema_with = "rules::required::schema")]
     pub address: String,
-    #[serde(default)]
+    #[serde(default, with = "rules::digits")]
+    #[schemars(schema_with = "rules::digits::schema")]
     pub zip_code: String,
-    #[serde(default)]
+    #[serde(default, with = "rules::optional")]
+    #[schemars(schema_with = "rules::optional::schema")]
     pub email: String,
 }
 
@@ -100,8 +120,12 @@ pub struct OrderPayment {
     pub amount: Decimal,
     pub pay_type: PayType,
     /// Which gateway took the money, e.g. `"sinopac_qpay"`.
+    #[serde(with = "rules::required")]
+    #[schemars(schema_with = "rules::required::schema")]
     pub payment_gateway: String,
     /// The gateway's own transaction reference (Sinopac `OrderNo`/`PayToken`, Frotel factor id).
+    #[serde(with = "rules::required")]
+    #[schemars(schema_with = "rules::required::schema")]
     pub gateway_trade_no: String,
     /// Unix seconds when the gateway reported the payment.
     #[serde(with = "wire::int")]
@@ -144,6 +168,8 @@ pub struct ExpressData {
     #[serde(with = "wire::int")]
     #[schemars(schema_with = "wire::int::schema")]
     pub express_id: i64,
+    #[serde(with = "rules::waybill")]
+    #[schemars(schema_with = "rules::waybill::schema")]
     pub express_number: String,
 }
 
@@ -158,20 +184,34 @@ pub struct CreateChangeOrder {
     #[serde(with = "wire::int")]
     #[schemars(schema_with = "wire::int::schema")]
     pub id: i64,
+    #[serde(with = "rules::required")]
+    #[schemars(schema_with = "rules::required::schema")]
     pub city: String,
     /// Sent as a string here (`"320115"`), as a number in the address messages.
+    #[serde(with = "rules::digits")]
+    #[schemars(schema_with = "rules::digits::schema")]
     pub area_code: String,
+    #[serde(with = "rules::required")]
+    #[schemars(schema_with = "rules::required::schema")]
     pub address: String,
+    #[serde(with = "rules::required")]
+    #[schemars(schema_with = "rules::required::schema")]
     pub consignee_name: String,
+    #[serde(with = "rules::optional")]
+    #[schemars(schema_with = "rules::optional::schema")]
     pub county: String,
     /// Sic: the spec spells it `delivery_tpye`.
     #[serde(with = "wire::int")]
     #[schemars(schema_with = "wire::int::schema")]
     pub delivery_tpye: i64,
+    #[serde(with = "rules::optional")]
+    #[schemars(schema_with = "rules::optional::schema")]
     pub email: String,
     #[serde(with = "wire::int")]
     #[schemars(schema_with = "wire::int::schema")]
     pub exchange_mode: i64,
+    #[serde(with = "rules::required")]
+    #[schemars(schema_with = "rules::required::schema")]
     pub mobile: String,
     #[serde(with = "wire::int")]
     #[schemars(schema_with = "wire::int::schema")]
@@ -183,12 +223,20 @@ pub struct CreateChangeOrder {
     #[serde(with = "wire::int")]
     #[schemars(schema_with = "wire::int::schema")]
     pub source_order_code: i64,
+    #[serde(with = "rules::required")]
+    #[schemars(schema_with = "rules::required::schema")]
     pub province: String,
+    #[serde(with = "rules::optional")]
+    #[schemars(schema_with = "rules::optional::schema")]
     pub receipt_time: String,
+    #[serde(with = "rules::optional")]
+    #[schemars(schema_with = "rules::optional::schema")]
     pub remark: String,
     #[serde(with = "wire::int")]
     #[schemars(schema_with = "wire::int::schema")]
     pub uid: i64,
+    #[serde(with = "rules::digits")]
+    #[schemars(schema_with = "rules::digits::schema")]
     pub zip_code: String,
     pub goods: Vec<ChangeGoods>,
 }
@@ -196,7 +244,11 @@ pub struct CreateChangeOrder {
 /// One line of `order.createChangeOrder.goods`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ChangeGoods {
+    #[serde(with = "rules::required")]
+    #[schemars(schema_with = "rules::required::schema")]
     pub exchange_reason: String,
+    #[serde(with = "rules::required")]
+    #[schemars(schema_with = "rules::required::schema")]
     pub goods_type: String,
     pub last_price: Decimal,
     #[serde(with = "wire::int")]
@@ -217,6 +269,8 @@ pub struct ChangeGoods {
     #[serde(with = "wire::int")]
     #[schemars(schema_with = "wire::int::schema")]
     pub product_sku: i64,
+    #[serde(with = "rules::optional")]
+    #[schemars(schema_with = "rules::optional::schema")]
     pub remark: String,
 }
 
@@ -225,6 +279,8 @@ pub struct ChangeGoods {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ErpChangeOrderCreated {
     pub code: ErpResultCode,
+    #[serde(with = "rules::optional")]
+    #[schemars(schema_with = "rules::optional::schema")]
     pub message: String,
     pub data: ErpChangeOrderData,
 }
@@ -268,21 +324,47 @@ pub struct CreateRefundOrder {
     #[serde(with = "wire::int_as_string")]
     #[schemars(schema_with = "wire::int_as_string::schema")]
     pub uid: i64,
+    #[serde(with = "rules::optional")]
+    #[schemars(schema_with = "rules::optional::schema")]
     pub alipay_account: String,
+    #[serde(with = "rules::optional")]
+    #[schemars(schema_with = "rules::optional::schema")]
     pub alipay_name: String,
+    #[serde(with = "rules::optional")]
+    #[schemars(schema_with = "rules::optional::schema")]
     pub area_code: String,
+    #[serde(with = "rules::optional")]
+    #[schemars(schema_with = "rules::optional::schema")]
     pub bank_card: String,
+    #[serde(with = "rules::optional")]
+    #[schemars(schema_with = "rules::optional::schema")]
     pub bank_id: String,
+    #[serde(with = "rules::optional")]
+    #[schemars(schema_with = "rules::optional::schema")]
     pub head_bank_name: String,
+    #[serde(with = "rules::optional")]
+    #[schemars(schema_with = "rules::optional::schema")]
     pub bank_name: String,
+    #[serde(with = "rules::optional")]
+    #[schemars(schema_with = "rules::optional::schema")]
     pub city: String,
+    #[serde(with = "rules::optional")]
+    #[schemars(schema_with = "rules::optional::schema")]
     pub county: String,
     #[serde(with = "wire::int_as_string")]
     #[schemars(schema_with = "wire::int_as_string::schema")]
     pub order_code: i64,
+    #[serde(with = "rules::optional")]
+    #[schemars(schema_with = "rules::optional::schema")]
     pub payee_name: String,
+    #[serde(with = "rules::optional")]
+    #[schemars(schema_with = "rules::optional::schema")]
     pub province: String,
+    #[serde(with = "rules::optional")]
+    #[schemars(schema_with = "rules::optional::schema")]
     pub remark: String,
+    #[serde(with = "rules::code")]
+    #[schemars(schema_with = "rules::code::schema")]
     pub return_amount_mode: String,
     /// The storefront's return-order id.
     #[serde(with = "wire::int")]
@@ -297,10 +379,18 @@ pub struct ReturnedGoods {
     #[serde(with = "wire::int_as_string")]
     #[schemars(schema_with = "wire::int_as_string::schema")]
     pub product_sku: i64,
+    #[serde(with = "rules::required")]
+    #[schemars(schema_with = "rules::required::schema")]
     pub goods_type: String,
     pub last_price: Decimal,
+    #[serde(with = "rules::required")]
+    #[schemars(schema_with = "rules::required::schema")]
     pub returned_reason: String,
+    #[serde(with = "rules::optional")]
+    #[schemars(schema_with = "rules::optional::schema")]
     pub remark: String,
+    #[serde(with = "rules::optional")]
+    #[schemars(schema_with = "rules::optional::schema")]
     pub evidence_images: String,
 }
 
@@ -308,6 +398,8 @@ pub struct ReturnedGoods {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ErpRefundOrderCreated {
     pub code: ErpResultCode,
+    #[serde(with = "rules::optional")]
+    #[schemars(schema_with = "rules::optional::schema")]
     pub message: String,
     pub data: ErpRefundOrderData,
 }
@@ -331,7 +423,12 @@ pub struct ErpRefundOrderData {
     )]
     #[schemars(schema_with = "wire::opt_decimal_as_number::schema")]
     pub real_returned_amount: Option<Decimal>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "rules::opt_optional"
+    )]
+    #[schemars(schema_with = "rules::opt_optional::schema")]
     pub is_return_coupon: Option<String>,
     #[serde(
         default,
@@ -371,7 +468,11 @@ pub struct ChangeExpressInfo {
     #[serde(with = "wire::int")]
     #[schemars(schema_with = "wire::int::schema")]
     pub apply_id: i64,
+    #[serde(with = "rules::waybill")]
+    #[schemars(schema_with = "rules::waybill::schema")]
     pub express_number: String,
+    #[serde(with = "rules::required")]
+    #[schemars(schema_with = "rules::required::schema")]
     pub express_name: String,
     #[serde(with = "wire::int")]
     #[schemars(schema_with = "wire::int::schema")]
@@ -392,7 +493,11 @@ pub struct RefundExpressInfo {
     #[serde(with = "wire::int")]
     #[schemars(schema_with = "wire::int::schema")]
     pub apply_id: i64,
+    #[serde(with = "rules::waybill")]
+    #[schemars(schema_with = "rules::waybill::schema")]
     pub express_number: String,
+    #[serde(with = "rules::required")]
+    #[schemars(schema_with = "rules::required::schema")]
     pub express_name: String,
     #[serde(with = "wire::int")]
     #[schemars(schema_with = "wire::int::schema")]
@@ -433,7 +538,12 @@ pub struct RefundStatusUpdate {
     )]
     #[schemars(schema_with = "wire::opt_decimal_as_number::schema")]
     pub real_returned_amount: Option<Decimal>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "rules::opt_optional"
+    )]
+    #[schemars(schema_with = "rules::opt_optional::schema")]
     pub is_return_coupon: Option<String>,
     #[serde(
         default,
@@ -463,6 +573,8 @@ pub struct ChangeRefundCancel {
 /// One element of `order.deliveryAddress` / `erp.deliveryAddressUpdate`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct DeliveryAddress {
+    #[serde(with = "rules::required")]
+    #[schemars(schema_with = "rules::required::schema")]
     pub address: String,
     #[serde(with = "wire::int")]
     #[schemars(schema_with = "wire::int::schema")]
@@ -471,9 +583,17 @@ pub struct DeliveryAddress {
     #[serde(with = "wire::int")]
     #[schemars(schema_with = "wire::int::schema")]
     pub area_code: i64,
+    #[serde(with = "rules::required")]
+    #[schemars(schema_with = "rules::required::schema")]
     pub city: String,
+    #[serde(with = "rules::optional")]
+    #[schemars(schema_with = "rules::optional::schema")]
     pub district: String,
+    #[serde(with = "rules::optional")]
+    #[schemars(schema_with = "rules::optional::schema")]
     pub email: String,
+    #[serde(with = "rules::required")]
+    #[schemars(schema_with = "rules::required::schema")]
     pub mobile: String,
     #[serde(with = "wire::int")]
     #[schemars(schema_with = "wire::int::schema")]
@@ -481,8 +601,14 @@ pub struct DeliveryAddress {
     #[serde(with = "wire::int")]
     #[schemars(schema_with = "wire::int::schema")]
     pub parent_order_code: i64,
+    #[serde(with = "rules::optional")]
+    #[schemars(schema_with = "rules::optional::schema")]
     pub phone: String,
+    #[serde(with = "rules::required")]
+    #[schemars(schema_with = "rules::required::schema")]
     pub province: String,
+    #[serde(with = "rules::required")]
+    #[schemars(schema_with = "rules::required::schema")]
     pub user_name: String,
     /// A number here (`315700`), a string in `order.createChangeOrder`.
     #[serde(with = "wire::int")]
@@ -514,7 +640,8 @@ pub struct InvoicePdfUrl {
     #[serde(rename = "orderCode", with = "wire::int")]
     #[schemars(schema_with = "wire::int::schema")]
     pub order_code: i64,
-    #[serde(rename = "pdfUrl")]
+    #[serde(rename = "pdfUrl", with = "rules::url")]
+    #[schemars(schema_with = "rules::url::schema")]
     pub pdf_url: String,
     #[serde(rename = "invoiceType")]
     pub invoice_type: InvoiceType,
@@ -527,7 +654,11 @@ pub struct ExpressInfoUpdate {
     #[serde(with = "wire::int")]
     #[schemars(schema_with = "wire::int::schema")]
     pub uid: i64,
+    #[serde(with = "rules::optional")]
+    #[schemars(schema_with = "rules::optional::schema")]
     pub accept_address: String,
+    #[serde(with = "rules::optional")]
+    #[schemars(schema_with = "rules::optional::schema")]
     pub accept_remark: String,
     #[serde(with = "wire::int")]
     #[schemars(schema_with = "wire::int::schema")]
@@ -552,6 +683,10 @@ pub struct ExpressInfoUpdate {
     #[serde(with = "wire::int")]
     #[schemars(schema_with = "wire::int::schema")]
     pub state: i64,
+    #[serde(with = "rules::required")]
+    #[schemars(schema_with = "rules::required::schema")]
     pub unique_key: String,
+    #[serde(with = "rules::waybill")]
+    #[schemars(schema_with = "rules::waybill::schema")]
     pub waybill_code: String,
 }

@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::messages::*;
 
-/// Who publishes or consumes a routing key (per `design.md`'s service table).
+/// Who publishes or consumes a routing key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Party {
     Storefront,
@@ -255,8 +255,8 @@ pub struct DecodeError {
 
 /// Decodes and validates the body of message type `M`.
 ///
-/// Errors name the field (`data.express_id: invalid type: …`), so a parked message tells ops
-/// exactly what was wrong with it.
+/// Errors name the field (`data.express_id: invalid type: …`, `body: duplicate key "status"`),
+/// so a parked message tells ops exactly what was wrong with it.
 pub fn decode<M: Message>(body: &[u8]) -> Result<M, DecodeError> {
     let key = M::ROUTING_KEY.as_str();
     let fail = |path: String, message: String| DecodeError {
@@ -265,9 +265,10 @@ pub fn decode<M: Message>(body: &[u8]) -> Result<M, DecodeError> {
         message,
     };
     // Parse to a value first so syntax errors and type errors are reported separately, and so
-    // that tagged enums still report field paths.
-    let value: serde_json::Value = serde_json::from_slice(body)
-        .map_err(|e| fail(String::new(), format!("malformed JSON: {e}")))?;
+    // that tagged enums still report field paths. The strict parser refuses a repeated key
+    // (`"status":100,"status":700`) and U+0000 instead of silently keeping the last value.
+    let value: serde_json::Value =
+        crate::strict::from_slice(body).map_err(|e| fail(e.path().to_owned(), e.reason()))?;
     let message = M::from_json(value).map_err(|(path, msg)| fail(path, msg))?;
     message
         .validate()
@@ -283,7 +284,8 @@ fn strip_position(message: String) -> String {
     }
 }
 
-/// Per-message decoding rules beyond the derived serde impls, used by [`decode`].
+/// Per-message decoding rules beyond the field rules of [`crate::rules`] and
+/// [`crate::Decimal`] (which apply while deserializing), used by [`decode`].
 pub trait Validate: Sized + DeserializeOwned {
     /// Builds the message from parsed JSON; `Err((field path, reason))` on a mismatch.
     fn from_json(value: serde_json::Value) -> Result<Self, (String, String)> {
@@ -386,7 +388,17 @@ fn non_empty_addresses(list: &[DeliveryAddress]) -> Result<(), (&'static str, St
     Ok(())
 }
 
-impl Validate for OrderPayment {}
+impl Validate for OrderPayment {
+    fn validate(&self) -> Result<(), (&'static str, String)> {
+        if !self.amount.is_positive() {
+            return Err((
+                "amount",
+                "a payment amount must be greater than zero".into(),
+            ));
+        }
+        Ok(())
+    }
+}
 impl Validate for OrderStatus {}
 impl Validate for CreateChangeOrder {}
 impl Validate for ErpChangeOrderCreated {}

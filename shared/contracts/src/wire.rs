@@ -39,9 +39,16 @@ impl Visitor<'_> for IntVisitor {
     }
 }
 
+/// Most digits of an integer sent as a string: every 18-digit number fits an `i64`, so the
+/// JSON Schema pattern can state the limit exactly.
+const INT_STRING_DIGITS: usize = 18;
+
 fn parse_int_str(v: &str) -> Option<i64> {
     let digits = v.strip_prefix('-').unwrap_or(v);
-    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+    if digits.is_empty()
+        || digits.len() > INT_STRING_DIGITS
+        || !digits.bytes().all(|b| b.is_ascii_digit())
+    {
         return None;
     }
     v.parse().ok()
@@ -52,7 +59,7 @@ fn int_or_numeric_string(description: &str) -> Schema {
         "description": description,
         "anyOf": [
             { "type": "integer" },
-            { "type": "string", "pattern": "^-?[0-9]+$" }
+            { "type": "string", "pattern": "^-?[0-9]{1,18}$" }
         ]
     })
 }
@@ -113,12 +120,15 @@ pub mod opt_int {
             "description": "Integer or null; sent as a JSON number (a numeric string is accepted).",
             "anyOf": [
                 { "type": "integer" },
-                { "type": "string", "pattern": "^-?[0-9]+$" },
+                { "type": "string", "pattern": "^-?[0-9]{1,18}$" },
                 { "type": "null" }
             ]
         })
     }
 }
+
+/// Digits before the decimal point of an amount: `numeric(14,2)` keeps 14 digits, 2 after it.
+pub const AMOUNT_WHOLE_DIGITS: usize = 12;
 
 /// A decimal amount kept exactly as written (`"88.00"` stays `"88.00"`).
 ///
@@ -145,6 +155,21 @@ impl Decimal {
 
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// Whether this is an amount the messages may carry: not negative and within PostgreSQL's
+    /// `numeric(14,2)`, i.e. at most [`AMOUNT_WHOLE_DIGITS`] digits before the point and two after.
+    pub fn is_amount(&self) -> bool {
+        if self.0.starts_with('-') {
+            return false;
+        }
+        let (whole, frac) = self.0.split_once('.').unwrap_or((&self.0, ""));
+        whole.len() <= AMOUNT_WHOLE_DIGITS && frac.len() <= 2
+    }
+
+    /// Whether the amount is greater than zero.
+    pub fn is_positive(&self) -> bool {
+        !self.0.starts_with('-') && self.0.bytes().any(|b| matches!(b, b'1'..=b'9'))
     }
 
     /// The amount in hundredths (cents), if it has at most two decimals and fits.
@@ -177,29 +202,42 @@ impl fmt::Display for Decimal {
 
 struct DecimalVisitor;
 
+impl DecimalVisitor {
+    /// Accepts `text` if it is an amount ([`Decimal::is_amount`]).
+    fn amount<E: de::Error>(&self, text: String, unexpected: de::Unexpected) -> Result<Decimal, E> {
+        match Decimal::parse(&text) {
+            Some(d) if d.is_amount() => Ok(d),
+            _ => Err(E::invalid_value(unexpected, self)),
+        }
+    }
+}
+
 impl Visitor<'_> for DecimalVisitor {
     type Value = Decimal;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a decimal amount as a string (\"88.00\") or a number")
+        f.write_str(
+            "a non-negative amount with at most 12 digits before the point and 2 after, \
+             as a string (\"88.00\") or a number",
+        )
     }
 
     fn visit_str<E: de::Error>(self, v: &str) -> Result<Decimal, E> {
-        Decimal::parse(v).ok_or_else(|| E::invalid_value(de::Unexpected::Str(v), &self))
+        self.amount(v.to_owned(), de::Unexpected::Str(v))
     }
 
     fn visit_i64<E: de::Error>(self, v: i64) -> Result<Decimal, E> {
-        Ok(Decimal(v.to_string()))
+        self.amount(v.to_string(), de::Unexpected::Signed(v))
     }
 
     fn visit_u64<E: de::Error>(self, v: u64) -> Result<Decimal, E> {
-        Ok(Decimal(v.to_string()))
+        self.amount(v.to_string(), de::Unexpected::Unsigned(v))
     }
 
     fn visit_f64<E: de::Error>(self, v: f64) -> Result<Decimal, E> {
-        // serde_json renders finite floats without exponent for ordinary amounts (`99.5`).
-        Decimal::parse(&v.to_string())
-            .ok_or_else(|| E::invalid_value(de::Unexpected::Float(v), &self))
+        // serde_json renders finite floats without exponent for ordinary amounts (`99.5`); a
+        // float that is not exactly a two-decimal amount (`0.30000000000000004`) is refused.
+        self.amount(v.to_string(), de::Unexpected::Float(v))
     }
 }
 
@@ -216,6 +254,9 @@ impl<'de> Deserialize<'de> for Decimal {
     }
 }
 
+/// The string form of an amount in JSON Schema.
+const AMOUNT_PATTERN: &str = "^[0-9]{1,12}(\\.[0-9]{1,2})?$";
+
 impl schemars::JsonSchema for Decimal {
     fn schema_name() -> Cow<'static, str> {
         "Decimal".into()
@@ -223,10 +264,10 @@ impl schemars::JsonSchema for Decimal {
 
     fn json_schema(_: &mut SchemaGenerator) -> Schema {
         json_schema!({
-            "description": "Decimal amount; sent as a string such as \"88.00\" (a JSON number is accepted).",
+            "description": "Non-negative amount within numeric(14,2): at most 12 digits before the point and 2 after; sent as a string such as \"88.00\" (a JSON number is accepted).",
             "anyOf": [
-                { "type": "string", "pattern": "^-?[0-9]+(\\.[0-9]+)?$" },
-                { "type": "number" }
+                { "type": "string", "pattern": AMOUNT_PATTERN },
+                { "type": "number", "minimum": 0, "exclusiveMaximum": 1_000_000_000_000u64 }
             ]
         })
     }
@@ -252,10 +293,10 @@ pub mod opt_decimal_as_number {
 
     pub fn schema(_: &mut SchemaGenerator) -> Schema {
         json_schema!({
-            "description": "Decimal amount or null; sent as a JSON number (a numeric string is accepted).",
+            "description": "Non-negative amount within numeric(14,2), or null; sent as a JSON number (a numeric string is accepted).",
             "anyOf": [
-                { "type": "number" },
-                { "type": "string", "pattern": "^-?[0-9]+(\\.[0-9]+)?$" },
+                { "type": "number", "minimum": 0, "exclusiveMaximum": 1_000_000_000_000u64 },
+                { "type": "string", "pattern": AMOUNT_PATTERN },
                 { "type": "null" }
             ]
         })
@@ -291,6 +332,31 @@ mod tests {
         for bad in ["", ".5", "5.", "1e3", " 1", "1,00", "abc", "--1"] {
             assert!(Decimal::parse(bad).is_none(), "{bad:?} must be refused");
         }
+    }
+
+    #[test]
+    fn amounts_fit_numeric_14_2_and_are_not_negative() {
+        let amount = |t: &str| serde_json::from_str::<Decimal>(t).map(|d| d.0);
+        assert_eq!(
+            amount(r#""999999999999.99""#).ok().as_deref(),
+            Some("999999999999.99")
+        );
+        assert_eq!(amount("100").ok().as_deref(), Some("100"));
+        assert_eq!(amount("99.5").ok().as_deref(), Some("99.5"));
+        for bad in [
+            r#""1000000000000""#,
+            r#""1.234""#,
+            r#""-1""#,
+            "-1",
+            "1e20",
+            "0.30000000000000004",
+            r#""""#,
+        ] {
+            assert!(amount(bad).is_err(), "{bad} must be refused");
+        }
+        assert!(Decimal::parse("0.01").is_some_and(|d| d.is_positive()));
+        assert!(!Decimal::parse("0.00").is_some_and(|d| d.is_positive()));
+        assert!(!Decimal::parse("-1").is_some_and(|d| d.is_positive()));
     }
 
     #[test]

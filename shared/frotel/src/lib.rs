@@ -5,6 +5,7 @@ pub mod error;
 pub mod form;
 pub mod model;
 pub mod response;
+#[cfg(feature = "sim")]
 pub mod sim;
 
 pub use client::{ClientConfig, FrotelClient, Idempotency, MirrorHealth, DEFAULT_MIRRORS};

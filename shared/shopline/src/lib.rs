@@ -8,7 +8,7 @@
 //! * [`webhook`] — our receiving side: [`webhook::Verifier`] checks `pay-api-signature`,
 //!   `pay-api-version`, `pay-api-idempotency-key`, `pay-api-timestamp`; decodes the "Report
 //!   Logistics Information" body; [`webhook::Reply`] builds and signs the reply.
-//! * [`sim`] — a SHOPLINE stand-in that signs and posts logistics reports, verifies our signed
+//! * [`sim`] (cargo feature `sim`) — a SHOPLINE stand-in that signs and posts logistics reports, verifies our signed
 //!   reply and retries with the same idempotency key until `SUCCESS` or its retry cap.
 //!
 //! ## Choices where the reference is \[inferred\] or \[unknown\]
@@ -40,6 +40,7 @@
 //! the `rsa` crate, which uses `subtle` constant-time equality.
 
 pub mod signing;
+#[cfg(feature = "sim")]
 pub mod sim;
 pub mod webhook;
 

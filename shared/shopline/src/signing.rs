@@ -170,7 +170,7 @@ pub fn canonical_string_from_bytes(body: &[u8]) -> Result<String, SigningError> 
     Ok(pairs.join("&"))
 }
 
-/// Canonical string of a JSON value (providers.md §3.2, newer doc rule):
+/// Canonical string of a JSON value (the newer documentation's rule):
 ///
 /// * object keys sorted ascending by UTF-16 code units (Java `String.compareTo`), per object;
 /// * `null` skipped; scalars emitted as `key=value` (empty string kept as `key=`);
@@ -477,7 +477,7 @@ mod raw {
     }
 }
 
-/// The published **test-only** key pair of providers.md §5.4 (Base64 DER). Used by the simulator's
+/// SHOPLINE's published **test-only** key pair (Base64 DER). Used by the simulator's
 /// defaults and by tests; never use it for anything real.
 pub mod test_keys {
     /// PKCS#8 private key, Base64 DER.

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Sender configuration. The retry schedule and cap of the real SHOPLINE are \[unknown\]; the
-/// defaults follow the providers.md proposal (1 m, 5 m, 15 m, 1 h, 6 h → at most 6 attempts).
+/// defaults: 1 m, 5 m, 15 m, 1 h, 6 h (at most 6 attempts).
 #[derive(Debug, Clone)]
 pub struct SenderConfig {
     /// The app's logistics report URL.
@@ -30,9 +30,9 @@ pub struct SenderConfig {
     /// Whether a retry re-sends the first attempt's timestamp ("same parameters", \[inferred\]
     /// default `true`) or a fresh one.
     pub reuse_timestamp_on_retry: bool,
-    /// SHOPLINE's private key (signs requests). Default: the §5.4 **test** key.
+    /// SHOPLINE's private key (signs requests). Default: the published **test** key.
     pub shopline_private_key: PrivateKey,
-    /// The app's public key (verifies replies). Default: the §5.4 **test** key.
+    /// The app's public key (verifies replies). Default: the published **test** key.
     pub app_public_key: PublicKey,
     /// Delay before each retry; the number of entries is the retry cap
     /// (total attempts = `retry_delays.len() + 1`).

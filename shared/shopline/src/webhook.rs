@@ -1,4 +1,4 @@
-//! Our receiving side of SHOPLINE → app calls (here: "Report Logistics Information", §3.5):
+//! Our receiving side of SHOPLINE → app calls (here: "Report Logistics Information"):
 //! header checks, signature verification over the raw body, body decoding, signed reply.
 
 use crate::signing::{PrivateKey, PublicKey, SigningError};

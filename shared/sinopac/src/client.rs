@@ -18,7 +18,7 @@ use crate::types::{
     PaymentMethod,
 };
 
-/// At most this many rows come back from one OrderQuery (seed 001).
+/// At most this many rows come back from one OrderQuery (the bank's documented cap).
 pub const ORDER_QUERY_ROW_CAP: usize = 300;
 
 /// Business code the simulator uses when asked for more than the cap in

@@ -1,4 +1,4 @@
-//! QPay message crypto (providers.md §2.3-§2.6): HashID, IV, AES-256-CBC/PKCS#7 with upper-case
+//! QPay message crypto: HashID, IV, AES-256-CBC/PKCS#7 with upper-case
 //! hex, and the Sign digest. Pure functions, shared by the client and the simulator.
 
 use aes::Aes256;
@@ -70,7 +70,7 @@ impl HashId {
         }
     }
 
-    /// HashID of the public demo shop `NA0249_001` (providers.md §5.2); test/sandbox use only.
+    /// HashID of the public demo shop `NA0249_001` (its published keys); test/sandbox use only.
     pub fn demo_na0249() -> Self {
         HashId("87282A2FA0E209EBE1B3713AB56A06C2".to_owned())
     }

@@ -1,4 +1,4 @@
-//! The `POST {base}/Order` envelope (providers.md §2.7-§2.8), both directions.
+//! The `POST {base}/Order` envelope, both directions.
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};

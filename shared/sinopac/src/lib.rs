@@ -1,6 +1,6 @@
 //! # orderbus-sinopac — Sinopac QPay (永豐銀行 豐收款) Order API
 //!
-//! Both sides of the bank's protocol (providers.md §2):
+//! Both sides of the bank's protocol:
 //!
 //! * [`crypto`] — HashID from A1/A2/B1/B2, IV from a nonce, AES-256-CBC/PKCS#7 with upper-case
 //!   hex, the Sign digest and its constant-time check.
@@ -9,7 +9,7 @@
 //! * [`client`] — [`Client`]: `Nonce`, then `OrderCreate`, `OrderPayQuery`, `OrderQuery` and the
 //!   date-window splitter [`Client::order_query_window`] for the 300-row cap.
 //! * [`notify`] — BackendURL/ReturnURL bodies (`{ShopNo, PayToken}`, JSON or form).
-//! * [`sim`] — [`sim::Simulator`], an axum 0.8 router playing the bank, with state, timed
+//! * [`sim`] (cargo feature `sim`) — [`sim::Simulator`], an axum 0.8 router playing the bank, with state, timed
 //!   payments, BackendURL pushes with retries and fault injection.
 //! * [`types`] — typed messages with the bank's exact field names; [`Amount`] carries the two
 //!   implied decimals in its constructors (`Amount::from_twd(500)` is sent as `50000`).
@@ -45,6 +45,7 @@ pub mod crypto;
 pub mod envelope;
 pub mod error;
 pub mod notify;
+#[cfg(feature = "sim")]
 pub mod sim;
 pub mod types;
 

@@ -1,4 +1,4 @@
-//! BackendURL / ReturnURL notifications (providers.md §2.10): `{ShopNo, PayToken}` as JSON or
+//! BackendURL / ReturnURL notifications: `{ShopNo, PayToken}` as JSON or
 //! as a form. They carry no signature: the receiver must call OrderPayQuery with the token and
 //! trust only that (signed) reply.
 

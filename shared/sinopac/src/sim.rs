@@ -61,7 +61,7 @@ pub struct SimShop {
 }
 
 impl SimShop {
-    /// The public iThome/SDK demo shop `NA0249_001` (providers.md §2.11).
+    /// The public iThome/SDK demo shop `NA0249_001` (published in the bank's SDK samples).
     pub fn demo() -> SimShop {
         SimShop {
             shop_no: "NA0249_001".to_owned(),

@@ -1,4 +1,4 @@
-//! Typed QPay messages (providers.md §2.9) with the bank's exact field names.
+//! Typed QPay messages with the bank's exact field names.
 //!
 //! Replies are decoded leniently (every field the bank might omit defaults) so that a missing
 //! optional field never fails a payment; the fields the protocol cannot work without

@@ -56,8 +56,8 @@ pub enum Carrier {
     Other(String),
 }
 
-/// `(code, name)` of every code listed in providers.md §1.7 (v0.3 \[pinned\] and the 2022 list
-/// \[observed\] where it adds codes). Names as the doc gives them.
+/// `(code, name)` of every carrier code SweetTracker documents (the v0.3 table, plus the 2022
+/// list where it adds codes). Names as SweetTracker's documentation gives them.
 pub const KNOWN_CARRIERS: &[(&str, &str)] = &[
     ("01", "우체국택배"),
     ("04", "CJ대한통운"),

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 /// v1.5 dev host (tier/key `testuser`).
 pub const DEV_HOST: &str = "http://trace-api-dev.sweettracker.net:8102";
-/// v1.5 prod host (as written in seed 000, with its trailing slash).
+/// v1.5 prod host (as SweetTracker gives it, with its trailing slash).
 pub const PROD_HOST: &str = "http://trace-api.sweettracker.net/";
 
 /// Strips spaces and `-` from an invoice number, as SweetTracker requires.
@@ -24,7 +24,7 @@ pub enum CallbackType {
     /// Form fields (the doc's default).
     #[default]
     Map,
-    /// Flat JSON object (what seed 000 asks for).
+    /// Flat JSON object (what orderbus registers with).
     Json,
 }
 

@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-/// Simulator settings. Everything marked \[inferred\]/\[unknown\] in providers.md §1 is a knob here.
+/// Simulator settings. Every behaviour SweetTracker does not document is a knob here.
 #[derive(Debug, Clone)]
 pub struct SimConfig {
     /// Accepted `tier`.
@@ -46,7 +46,8 @@ pub struct SimConfig {
     pub invoice_len: (usize, usize),
     /// Accept carrier codes outside the known table (otherwise e_code `04`).
     pub accept_unknown_carriers: bool,
-    /// Simulated clock start for the first event; `None` = now in KST (UTC+9, \[inferred\]).
+    /// Simulated clock start (the first event comes one gap after it); `None` = the history ends
+    /// at the registration time in KST (UTC+9), so every event lies in the past or present.
     pub start_time: Option<NaiveDateTime>,
     /// Faults active from the start.
     pub faults: Faults,
@@ -230,7 +231,7 @@ impl Simulator {
             .cloned()
     }
 
-    fn validate(&self, fields: &BTreeMap<String, String>) -> Result<Registration, ECode> {
+    fn validate(&self, fields: &BTreeMap<String, String>) -> Result<Registration, Refusal> {
         let cfg = &self.inner.config;
         let get = |k: &str| fields.get(k).map(|v| v.trim()).filter(|v| !v.is_empty());
         let (Some(num), Some(code), Some(fid), Some(callback_url), Some(tier), Some(key)) = (
@@ -241,30 +242,40 @@ impl Simulator {
             get("tier"),
             get("key"),
         ) else {
-            return Err(ECode::MissingParameter);
+            return Err(ECode::MissingParameter.into());
         };
         let faults = self.faults();
         if faults.system_error {
-            return Err(ECode::SystemError);
+            return Err(ECode::SystemError.into());
         }
         if cfg.check_credentials && (tier != cfg.tier || key != cfg.key) {
-            return Err(ECode::SystemError);
+            return Err(ECode::SystemError.into());
         }
-        let callback_type = match get("callback_type").unwrap_or("map") {
+        let callback_type = match get("callback_type")
+            .unwrap_or("map")
+            .to_ascii_lowercase()
+            .as_str()
+        {
             "map" => CallbackType::Map,
             "json" => CallbackType::Json,
-            // xml bodies are unspecified; treat like an unusable parameter.
-            _ => return Err(ECode::MissingParameter),
+            // The xml push body is not specified, so it cannot be simulated; say so rather than
+            // claim a parameter is missing. 01 is the documented code for an unusable parameter.
+            other => return Err(Refusal {
+                code: ECode::MissingParameter,
+                message: format!(
+                    "callback_type {other:?} is not supported by this simulator; use map or json"
+                ),
+            }),
         };
         if !(callback_url.starts_with("http://") || callback_url.starts_with("https://")) {
-            return Err(ECode::MissingParameter);
+            return Err(ECode::MissingParameter.into());
         }
         if !cfg.accept_unknown_carriers && !Carrier::from_code(code).is_known() {
-            return Err(ECode::UnsupportedCarrier);
+            return Err(ECode::UnsupportedCarrier.into());
         }
         let len_ok = (cfg.invoice_len.0..=cfg.invoice_len.1).contains(&num.len());
         if !len_ok || !num.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(ECode::InvalidInvoiceNumber);
+            return Err(ECode::InvalidInvoiceNumber.into());
         }
         Ok(Registration {
             num: num.to_owned(),
@@ -285,9 +296,6 @@ impl Simulator {
         let mut rng = rand::rng();
         let (lo, hi) = cfg.simulated_gap_minutes;
         let (lo, hi) = (lo.max(1), hi.max(lo.max(1)));
-        let mut t = cfg
-            .start_time
-            .unwrap_or_else(|| (Utc::now() + TimeDelta::hours(9)).naive_utc());
         let mut levels = vec![Level::Preparing, Level::PickedUp];
         levels.extend(std::iter::repeat_n(
             Level::InTransit,
@@ -299,10 +307,31 @@ impl Simulator {
         levels.extend([Level::AtBranch, Level::OutForDelivery, Level::Delivered]);
         let hubs = ["곤지암Hub", "대전Hub", "옥천Hub", "청원Sub"];
         let mut hub_i = 0;
+        // Gap before each scan and SweetTracker's lag in receiving it. A lag never exceeds the
+        // next gap, so every `time_sweet` is at most the next `time_trans`.
+        let timing: Vec<(i64, i64)> = levels
+            .iter()
+            .map(|_| {
+                (
+                    rng.random_range(lo..=hi),
+                    rng.random_range(1..=lo.clamp(1, 20)),
+                )
+            })
+            .collect();
+        let mut t = match cfg.start_time {
+            Some(start) => start,
+            // A carrier reports scans that happened: the history ends now, the last scan's
+            // `time_sweet` being the present, and the earlier ones lie before it.
+            None => {
+                let span: i64 = timing.iter().map(|(gap, _)| gap).sum::<i64>()
+                    + timing.last().map_or(0, |(_, lag)| *lag);
+                (Utc::now() + TimeDelta::hours(9)).naive_utc() - TimeDelta::minutes(span)
+            }
+        };
         let mut events: Vec<Callback> = Vec::new();
-        for level in levels {
-            t += TimeDelta::minutes(rng.random_range(lo..=hi));
-            let sweet = t + TimeDelta::minutes(rng.random_range(1..=lo.clamp(1, 20)));
+        for (level, (gap, lag)) in levels.into_iter().zip(timing) {
+            t += TimeDelta::minutes(gap);
+            let sweet = t + TimeDelta::minutes(lag);
             let (place, details) = match level {
                 Level::Preparing => ("서울강남", "집화예정"),
                 Level::PickedUp => ("서울강남", "집화처리"),
@@ -423,16 +452,16 @@ impl Simulator {
     fn register(&self, fields: &BTreeMap<String, String>) -> AddInvoiceResponse {
         let num = fields.get("num").cloned();
         let fid = fields.get("fid").cloned();
-        let refuse = |code: ECode| AddInvoiceResponse {
+        let refuse = |refusal: Refusal| AddInvoiceResponse {
             success: false,
             num: num.clone(),
             fid: fid.clone(),
-            e_message: Some(code.korean_message().to_owned()),
-            e_code: Some(code.code().to_owned()),
+            e_message: Some(refusal.message),
+            e_code: Some(refusal.code.code().to_owned()),
         };
         let mut reg = match self.validate(fields) {
             Ok(r) => r,
-            Err(code) => return refuse(code),
+            Err(refusal) => return refuse(refusal),
         };
         let key = (reg.num.clone(), reg.code.clone());
         let plan = if reg.faults.silence {
@@ -445,7 +474,7 @@ impl Simulator {
         {
             let mut regs = lock(&self.inner.registrations);
             if regs.contains_key(&key) {
-                return refuse(ECode::AlreadyRegistered);
+                return refuse(ECode::AlreadyRegistered.into());
             }
             regs.insert(key.clone(), reg.clone());
         }
@@ -459,6 +488,19 @@ impl Simulator {
             e_code: None,
             e_message: None,
         }
+    }
+}
+
+/// Why a registration is refused: the `e_code` and the `e_message` sent with it.
+struct Refusal {
+    code: ECode,
+    message: String,
+}
+
+impl From<ECode> for Refusal {
+    fn from(code: ECode) -> Self {
+        let message = code.korean_message().to_owned();
+        Refusal { code, message }
     }
 }
 

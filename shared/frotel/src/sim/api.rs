@@ -766,7 +766,7 @@ fn tracking(sim: &Simulator, form: &FormTree, base: &str) -> Reply {
     let payment = if order.buy_type == 2 && order.paid < order.total {
         json!({
             "message": "پرداخت شما انجام نشده است.",
-            "pay_link": format!("{base}__sim/continue-pay?factor={}", order.factor),
+            "pay_link": format!("{base}payment/ContinuePay?factor={}", order.factor),
         })
     } else {
         json!([])

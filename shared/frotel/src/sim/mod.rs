@@ -128,7 +128,7 @@ pub struct SimConfig {
     pub api_key: String,
     /// Number of mirrors (routers) sharing the state.
     pub mirrors: usize,
-    /// Tariffs per send type (defaults reproduce seed 003's numbers for a 200 g parcel).
+    /// Tariffs per send type (defaults reproduce the web service documentation's example numbers for a 200 g parcel).
     pub rates: Vec<Rate>,
     /// Tax on postage in percent (seed: 4680 on 52000 → 9 %).
     pub tax_percent: i64,
@@ -463,7 +463,8 @@ impl Simulator {
             .route("/__sim/orders/{factor}/advance", post(admin_advance))
             .route("/__sim/bank/{payment}", get(bank_page).post(bank_submit))
             .route("/__sim/download/{token}", get(download))
-            .route("/__sim/continue-pay", get(continue_page))
+            // The documented `pay_link` form (`…/payment/ContinuePay?factor=…`).
+            .route("/payment/ContinuePay", get(continue_page))
             .fallback(api::handle)
             .with_state(ctx)
     }

@@ -1,4 +1,4 @@
-//! providers.md §5.3-5.4, bit-exact.
+//! SHOPLINE's published canonical-string and signature examples, bit-exact.
 
 use crate::common::*;
 use orderbus_shopline::signing::canonical_string_from_bytes;

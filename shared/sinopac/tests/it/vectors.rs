@@ -1,4 +1,4 @@
-//! Every Sinopac vector of providers.md §5.1-§5.2, bit-exact.
+//! Every published Sinopac test vector (demo shop keys, HashID, IV, Sign, Message), bit-exact.
 
 use orderbus_sinopac::crypto::{self, HashId};
 use orderbus_sinopac::envelope::{self, ApiService, Envelope};

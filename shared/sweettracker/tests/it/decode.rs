@@ -1,4 +1,4 @@
-//! Decoder and reply against the documented payloads (providers.md §5.5).
+//! Decoder and reply against SweetTracker's documented example payloads.
 
 use orderbus_sweettracker::{
     decode, decode_form, decode_json, CallbackError, CallbackReply, Level,

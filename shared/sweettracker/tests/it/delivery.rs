@@ -223,3 +223,22 @@ async fn admin_routes_list_registrations_and_set_faults() {
     assert_eq!(regs[0]["callback_type"], "json");
     assert_eq!(regs[0]["finished"], true);
 }
+
+#[tokio::test]
+async fn without_a_start_time_every_event_lies_in_the_past_or_present() {
+    let config = SimConfig {
+        start_time: None,
+        ..fast_config()
+    };
+    let (rs, _) = run(config, CallbackType::Json, "1000000077").await;
+    assert_full_progression(&rs, "1000000077");
+    // The simulator's times are KST wall-clock times without a zone.
+    let now_kst = (chrono::Utc::now() + chrono::TimeDelta::hours(9)).naive_utc();
+    for r in &rs {
+        let cb = &r.callback;
+        let tt = cb.time_trans_parsed().expect("time_trans");
+        let ts = cb.time_sweet_parsed().expect("time_sweet");
+        assert!(tt <= now_kst, "time_trans {tt} is after now {now_kst}");
+        assert!(ts <= now_kst, "time_sweet {ts} is after now {now_kst}");
+    }
+}

@@ -155,6 +155,66 @@ async fn simulator_accepts_json_requests_too() {
     );
 }
 
+/// Posts a raw form registration with the given `callback_type`; returns the JSON reply.
+async fn register_raw(base: &str, num: &str, callback_type: &str) -> serde_json::Value {
+    reqwest::Client::new()
+        .post(format!("{base}/add_invoice"))
+        .form(&[
+            ("num", num),
+            ("code", "05"),
+            ("fid", "F1"),
+            ("callback_url", "http://127.0.0.1:9/cb"),
+            ("callback_type", callback_type),
+            ("tier", "testuser"),
+            ("key", "testuser"),
+            ("type", "json"),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn callback_type_is_case_insensitive() {
+    let mut cfg = fast_config();
+    cfg.faults.silence = true;
+    let (sim, base) = start_sim(cfg).await;
+    for (num, value, expected) in [
+        ("5555666601", "JSON", CallbackType::Json),
+        ("5555666602", "Map", CallbackType::Map),
+        ("5555666603", "json", CallbackType::Json),
+    ] {
+        let reply = register_raw(&base, num, value).await;
+        assert_eq!(reply["success"], true, "{value}: {reply}");
+        assert_eq!(sim.registration(num, "05").unwrap().callback_type, expected);
+    }
+}
+
+#[tokio::test]
+async fn xml_callbacks_are_refused_saying_xml_is_unsupported() {
+    let mut cfg = fast_config();
+    cfg.faults.silence = true;
+    let (sim, base) = start_sim(cfg).await;
+    for value in ["xml", "XML"] {
+        let reply = register_raw(&base, "5555666604", value).await;
+        assert_eq!(reply["success"], false, "{reply}");
+        assert_eq!(reply["e_code"], "01", "{reply}");
+        let message = reply["e_message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains("callback_type") && message.contains("not supported"),
+            "{message}"
+        );
+        assert!(
+            !message.contains("누락"),
+            "not a missing parameter: {message}"
+        );
+    }
+    assert!(sim.registration("5555666604", "05").is_none());
+}
+
 #[tokio::test]
 async fn transport_and_protocol_errors_are_distinct() {
     // Transport: nothing listens on the port any more.

@@ -212,7 +212,7 @@ fn unknown_status_codes_are_typed_errors() {
         ),
         (
             RoutingKey::ErpUpdateInvoicePdfUrl,
-            r#"{"uid":1,"orderCode":2,"pdfUrl":"u","invoiceType":"2"}"#,
+            r#"{"uid":1,"orderCode":2,"pdfUrl":"https://example.com/i.pdf","invoiceType":"2"}"#,
             "invoiceType",
             "unknown invoice type code 2",
         ),
@@ -297,4 +297,227 @@ fn missing_fields_and_cross_field_rules_are_named() {
     )
     .expect_err("bad type");
     assert!(err.message.contains("swap"), "{err}");
+}
+
+#[test]
+fn duplicate_keys_are_refused_naming_the_object_and_the_key() {
+    let err = BusMessage::decode(
+        RoutingKey::OrderErpStatus,
+        br#"{"uid":1,"order_code":2,"status":100,"status":700}"#,
+    )
+    .expect_err("a repeated status must not be applied");
+    assert_eq!(err.path, "", "{err}");
+    assert_eq!(
+        err.to_string(),
+        r#"order.erpstatus: body: duplicate key "status""#
+    );
+    let err = BusMessage::decode(
+        RoutingKey::OrderErpStatus,
+        br#"{"uid":1,"order_code":2,"status":600,"data":{"express_id":23,"express_number":"1","express_number":"2"}}"#,
+    )
+    .expect_err("nested duplicate");
+    assert_eq!(err.path, "data", "{err}");
+    assert!(err.message.contains("express_number"), "{err}");
+}
+
+#[test]
+fn nul_in_any_string_is_refused_naming_the_field() {
+    let err = BusMessage::decode(
+        RoutingKey::ErpUpdateInvoicePdfUrl,
+        br#"{"uid":1,"orderCode":2,"pdfUrl":"https://example.com/a\u0000.pdf","invoiceType":"0"}"#,
+    )
+    .expect_err("NUL");
+    assert_eq!(err.path, "pdfUrl", "{err}");
+    assert!(err.message.contains("U+0000"), "{err}");
+}
+
+#[test]
+fn payment_amounts_must_be_positive_and_fit_numeric_14_2() {
+    let payment = |amount: &str| {
+        format!(
+            r#"{{"uid":1,"order_code":2,"amount":{amount},"pay_type":1,"payment_gateway":"sinopac_qpay","gateway_trade_no":"LA1","paid_time":1}}"#
+        )
+    };
+    assert!(BusMessage::decode(RoutingKey::OrderPayment, payment(r#""0.01""#).as_bytes()).is_ok());
+    for bad in [
+        r#""0.00""#,
+        r#""0""#,
+        "0",
+        r#""-5.00""#,
+        r#""1.005""#,
+        r#""1000000000000.00""#,
+    ] {
+        let err =
+            BusMessage::decode(RoutingKey::OrderPayment, payment(bad).as_bytes()).expect_err(bad);
+        assert_eq!(err.path, "amount", "{bad}: {err}");
+    }
+}
+
+#[test]
+fn invoice_urls_must_be_http_or_https() {
+    let invoice = |url: &str| serde_json::json!({ "uid": 1, "orderCode": 2, "pdfUrl": url, "invoiceType": "0" });
+    for ok in [
+        "https://invoice.example.com/a.pdf",
+        "http://example.com/a",
+        "www.baidu.com/url",
+    ] {
+        decode(RoutingKey::ErpUpdateInvoicePdfUrl, &invoice(ok))
+            .unwrap_or_else(|e| panic!("{ok}: {e}"));
+    }
+    for bad in [
+        "",
+        "javascript:alert(1)",
+        "data:text/html,x",
+        "ftp://example.com/a",
+        "/a.pdf",
+    ] {
+        let err = decode(RoutingKey::ErpUpdateInvoicePdfUrl, &invoice(bad)).expect_err(bad);
+        assert_eq!(err.path, "pdfUrl", "{bad}: {err}");
+    }
+}
+
+/// Fields that identify something or are required text: an empty value is refused.
+const REQUIRED_TEXT: &[&str] = &[
+    "user_name",
+    "mobile",
+    "province",
+    "city",
+    "address",
+    "consignee_name",
+    "payment_gateway",
+    "gateway_trade_no",
+    "express_number",
+    "express_name",
+    "exchange_reason",
+    "returned_reason",
+    "goods_type",
+    "return_amount_mode",
+    "uniqueKey",
+    "waybillCode",
+    "pdfUrl",
+];
+
+/// Whether the field at `path` of `key` must not be empty. A return order's refund address
+/// (`city`, `province`) is optional: the refund may go to a card or an Alipay account.
+fn is_required_text(key: RoutingKey, path: &str) -> bool {
+    let name = field_name(path);
+    let optional_here =
+        key == RoutingKey::OrderCreateRefundOrder && matches!(name, "city" | "province");
+    REQUIRED_TEXT.contains(&name) && !optional_here
+}
+
+/// A string field of a fixture: `(routing key, file, fixture, field path, route to the field)`.
+type StringLeaf = (RoutingKey, PathBuf, Value, String, Vec<PathStep>);
+
+/// Every string leaf of every fixture with its path and route.
+fn string_leaves() -> Vec<StringLeaf> {
+    let mut out = Vec::new();
+    for (key, file, value) in fixtures() {
+        let mut paths = Vec::new();
+        leaves(&value, String::new(), &mut paths, Vec::new());
+        for (path, steps) in paths {
+            let leaf = steps.iter().fold(&value, |v, s| match s {
+                PathStep::Key(k) => &v[k.as_str()],
+                PathStep::Index(i) => &v[*i],
+            });
+            // The after-sale tag selects the shape; it is not a field.
+            let is_tag = path == "type" && leaf.is_string();
+            if leaf.is_string() && !is_tag {
+                out.push((key, file.clone(), value.clone(), path, steps));
+            }
+        }
+    }
+    out
+}
+
+/// The field name at the end of a path (`goods[0].remark` → `remark`).
+fn field_name(path: &str) -> &str {
+    path.rsplit('.').next().unwrap_or(path)
+}
+
+#[test]
+fn every_string_field_refuses_nul_over_long_and_required_empty_naming_it() {
+    let all = string_leaves();
+    assert!(all.len() > 100, "only {} string fields", all.len());
+    for (key, file, value, path, steps) in all {
+        let long = "a".repeat(2049);
+        let mut cases = vec![
+            ("NUL", Value::from("a\u{0}b")),
+            ("over-long", Value::from(long)),
+        ];
+        if is_required_text(key, &path) {
+            cases.push(("empty", Value::from("")));
+            cases.push(("blank", Value::from("  ")));
+        }
+        for (what, bad) in cases {
+            let err = decode(key, &replaced(&value, &steps, bad))
+                .err()
+                .unwrap_or_else(|| panic!("{}: {what} {path} was accepted", file.display()));
+            assert_eq!(err.path, path, "{}: {what}: {err}", file.display());
+        }
+    }
+}
+
+mod generated {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::HashMap;
+    use std::sync::LazyLock;
+
+    static LEAVES: LazyLock<Vec<StringLeaf>> = LazyLock::new(string_leaves);
+
+    static VALIDATORS: LazyLock<HashMap<RoutingKey, jsonschema::Validator>> = LazyLock::new(|| {
+        RoutingKey::ALL
+            .iter()
+            .map(|k| (*k, validator(*k)))
+            .collect()
+    });
+
+    fn validator(key: RoutingKey) -> jsonschema::Validator {
+        let file = fixtures_root()
+            .join("../../schemas")
+            .join(orderbus_contracts::schema::schema_file_name(key));
+        let text = std::fs::read_to_string(&file).expect("committed schema");
+        let schema: Value = serde_json::from_str(&text).expect("schema JSON");
+        jsonschema::validator_for(&schema).expect("valid schema")
+    }
+
+    /// Strings around the limits: a short random head and a run of one character whose length
+    /// lands near 18, 100, 500 or 2048.
+    fn text() -> impl Strategy<Value = String> {
+        let run = prop_oneof![
+            0usize..4,
+            14usize..22,
+            95usize..105,
+            495usize..505,
+            2044usize..2052
+        ];
+        (
+            "[a-z0-9 中\\-.:/]{0,8}",
+            run,
+            prop_oneof![Just('a'), Just('字'), Just(' '), Just('7')],
+        )
+            .prop_map(|(head, n, c)| head + &c.to_string().repeat(n))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        /// For any replacement of any string field, the decoder and the committed JSON Schema
+        /// agree, and a refusal names that field.
+        #[test]
+        fn decoder_and_schema_agree_on_every_string_field(
+            which in any::<prop::sample::Index>(),
+            text in text(),
+        ) {
+            let (key, file, value, path, steps) = &LEAVES[which.index(LEAVES.len())];
+            let mutated = replaced(value, steps, Value::from(text.clone()));
+            let decoded = decode(*key, &mutated);
+            let schema_ok = VALIDATORS[key].is_valid(&mutated);
+            prop_assert_eq!(decoded.is_ok(), schema_ok, "{}: {} = {:?}: {:?}", file.display(), path, text, decoded.err());
+            if let Err(e) = decoded {
+                prop_assert_eq!(&e.path, path, "{}", e);
+            }
+        }
+    }
 }
