@@ -1,13 +1,11 @@
-//! Request-body JSON: the strict parse (duplicate keys refused) and the canonical form the
+//! Request-body JSON: the strict parse (duplicate keys and NUL refused) and the canonical form the
 //! Idempotency-Key hash is taken over.
 
-use std::cell::RefCell;
-use std::collections::{BTreeMap, HashSet};
-use std::fmt;
+use std::collections::BTreeMap;
 
-use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
+use orderbus_contracts::strict::{self, StrictError};
 use serde_json::value::RawValue;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 /// Why a body is not acceptable JSON: the offending location (`body` or a JSON path) and why.
 #[derive(Debug, PartialEq, Eq)]
@@ -16,117 +14,49 @@ pub struct BodyError {
     pub message: String,
 }
 
-/// Parses a request body, refusing a key that appears twice in one object (serde keeps the
-/// last one silently, so `{"uid":1,…,"uid":999}` would act for 999).
-///
-/// The one place the body is parsed: the shared strict parser of `orderbus_contracts` replaces
-/// this body when it is available.
+/// Parses a request body with the shared strict reader: a key that appears twice in one object
+/// is refused (serde keeps the last one silently, so `{"uid":1,…,"uid":999}` would act for
+/// 999), and so is U+0000 in any string (PostgreSQL `text` cannot hold it).
 pub fn parse(bytes: &[u8]) -> Result<Value, BodyError> {
-    let duplicate = RefCell::new(None);
-    let mut de = serde_json::Deserializer::from_slice(bytes);
-    let parsed = StrictSeed {
-        path: String::new(),
-        duplicate: &duplicate,
-    }
-    .deserialize(&mut de)
-    .and_then(|v| de.end().map(|()| v));
-    match (parsed, duplicate.into_inner()) {
-        (_, Some((path, key))) => Err(BodyError {
-            field: path,
-            message: format!("duplicate key {key:?}"),
-        }),
-        (Ok(v), None) => Ok(v),
-        (Err(e), None) => Err(BodyError {
-            field: "body".to_owned(),
-            message: format!("malformed JSON: {e}"),
-        }),
-    }
+    strict::check(bytes).map_err(|e| {
+        let field = match &e {
+            StrictError::DuplicateKey { path, key } if path.is_empty() => key.clone(),
+            StrictError::DuplicateKey { path, key } => format!("{path}.{key}"),
+            StrictError::Syntax(_) => "body".to_owned(),
+            other if other.path().is_empty() => "body".to_owned(),
+            other => other.path().to_owned(),
+        };
+        BodyError {
+            field,
+            message: e.reason(),
+        }
+    })?;
+    let mut value: Value = serde_json::from_slice(bytes).map_err(|e| BodyError {
+        field: "body".to_owned(),
+        message: format!("malformed JSON: {e}"),
+    })?;
+    integral_floats_to_integers(&mut value);
+    Ok(value)
 }
 
 /// 2^53: every integer up to it has an exact `f64`.
 const MAX_EXACT_INTEGER: f64 = 9_007_199_254_740_992.0;
 
-/// Builds a `Value` like serde_json does, remembering the first duplicate key and its path.
-struct StrictSeed<'a> {
-    path: String,
-    duplicate: &'a RefCell<Option<(String, String)>>,
-}
-
-impl StrictSeed<'_> {
-    fn child(&self, segment: String) -> StrictSeed<'_> {
-        StrictSeed {
-            path: segment,
-            duplicate: self.duplicate,
-        }
-    }
-}
-
-impl<'de> DeserializeSeed<'de> for StrictSeed<'_> {
-    type Value = Value;
-    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for StrictSeed<'_> {
-    type Value = Value;
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
-    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
-        Ok(Value::Bool(v))
-    }
-    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
-        Ok(v.into())
-    }
-    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
-        Ok(v.into())
-    }
-    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
-        // JSON has one number type: `81.0` is the integer 81 (as JSON Schema's `integer` says).
-        // Only where the float holds it exactly; larger ones stay floats and are refused
-        // where an integer is expected.
-        if v.fract() == 0.0 && v.abs() <= MAX_EXACT_INTEGER {
-            return Ok(Value::from(v as i64));
-        }
-        Ok(serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number))
-    }
-    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
-        Ok(Value::String(v.to_owned()))
-    }
-    fn visit_string<E>(self, v: String) -> Result<Value, E> {
-        Ok(Value::String(v))
-    }
-    fn visit_unit<E>(self) -> Result<Value, E> {
-        Ok(Value::Null)
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
-        let mut out = Vec::new();
-        while let Some(v) =
-            seq.next_element_seed(self.child(format!("{}[{}]", self.path, out.len())))?
-        {
-            out.push(v);
-        }
-        Ok(Value::Array(out))
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
-        let mut out = Map::new();
-        let mut seen = HashSet::new();
-        while let Some(key) = map.next_key::<String>()? {
-            let path = if self.path.is_empty() {
-                key.clone()
-            } else {
-                format!("{}.{key}", self.path)
-            };
-            if !seen.insert(key.clone()) {
-                *self.duplicate.borrow_mut() = Some((path, key));
-                return Err(de::Error::custom("duplicate key"));
+/// JSON has one number type: `81.0` is the integer 81 (as JSON Schema's `integer` says), where
+/// the float holds it exactly; larger ones stay floats and are refused where an integer is
+/// expected.
+fn integral_floats_to_integers(value: &mut Value) {
+    match value {
+        Value::Number(n) if n.is_f64() => {
+            if let Some(f) = n.as_f64() {
+                if f.fract() == 0.0 && f.abs() <= MAX_EXACT_INTEGER {
+                    *value = Value::from(f as i64);
+                }
             }
-            let v = map.next_value_seed(self.child(path))?;
-            out.insert(key, v);
         }
-        Ok(Value::Object(out))
+        Value::Array(items) => items.iter_mut().for_each(integral_floats_to_integers),
+        Value::Object(members) => members.values_mut().for_each(integral_floats_to_integers),
+        _ => {}
     }
 }
 
@@ -195,6 +125,8 @@ mod tests {
         );
         let e = parse(br#"{"a":{"items":[{"x":1,"x":2}]}}"#).err();
         assert_eq!(e.map(|e| e.field).as_deref(), Some("a.items[0].x"));
+        let e = parse(br#"{"a":{"b":"x\u0000y"}}"#).err();
+        assert_eq!(e.map(|e| e.field).as_deref(), Some("a.b"));
         // The same key in sibling objects is not a duplicate.
         assert!(parse(br#"[{"x":1},{"x":2}]"#).is_ok());
     }
@@ -235,7 +167,7 @@ mod tests {
             Just(Value::Null),
             any::<bool>().prop_map(Value::Bool),
             any::<i64>().prop_map(Value::from),
-            "[a-z\\u{0}-\\u{1f}\"\\\\é]{0,6}".prop_map(Value::String),
+            "[a-z\\u{1}-\\u{1f}\"\\\\é]{0,6}".prop_map(Value::String),
         ];
         leaf.prop_recursive(3, 24, 4, |inner| {
             prop_oneof![
