@@ -17,12 +17,13 @@ pub mod types;
 
 use std::time::Duration;
 
-use axum::extract::{DefaultBodyLimit, Request};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use sqlx::PgPool;
+use tracing::Instrument;
 
 use error::ApiError;
 
@@ -46,7 +47,7 @@ pub fn router(pool: PgPool, body_limit: usize) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
-        .layer(middleware::from_fn(time_limit))
+        .layer(middleware::from_fn(per_request))
         .with_state(App { pool })
 }
 
@@ -62,11 +63,27 @@ async fn method_not_allowed() -> ApiError {
     ApiError::MethodNotAllowed
 }
 
-/// An upper bound per request: past it the handler is dropped (its transaction rolls back)
-/// and the client gets a JSON 503.
-async fn time_limit(request: Request, next: Next) -> Response {
-    match tokio::time::timeout(REQUEST_TIMEOUT, next.run(request)).await {
+/// A span per request (method, route, status), and an upper bound on its time: past it the
+/// handler is dropped (its transaction rolls back) and the client gets a JSON 503.
+async fn per_request(request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", MatchedPath::as_str)
+        .to_owned();
+    let span = tracing::info_span!(
+        "http_request",
+        method = %request.method(),
+        route = %route,
+        status = tracing::field::Empty,
+    );
+    let response = match tokio::time::timeout(REQUEST_TIMEOUT, next.run(request))
+        .instrument(span.clone())
+        .await
+    {
         Ok(response) => response,
         Err(_) => ApiError::Timeout(REQUEST_TIMEOUT.as_secs()).into_response(),
-    }
+    };
+    span.record("status", response.status().as_u16());
+    response
 }
