@@ -51,8 +51,8 @@ pub fn router(pool: PgPool, body_limit: usize) -> Router {
         .with_state(App { pool })
 }
 
-async fn openapi_json() -> Json<serde_json::Value> {
-    Json(openapi::document())
+async fn openapi_json() -> Result<Json<serde_json::Value>, ApiError> {
+    openapi::document().map(Json).map_err(ApiError::Encode)
 }
 
 async fn not_found() -> ApiError {
