@@ -92,3 +92,16 @@ deploy-check: deploy-tools ## validate deploy/ offline: generated files current,
 image: ## build the service image (release binaries, buildah + debootstrap) and run --help in it
 	$(CARGO) build --release --locked --bins $(addprefix -p orderbus-,$(DEPLOY_SERVICES))
 	deploy/tools/build-image.sh $(CARGO_TARGET_DIR) $(DEPLOY_SERVICES)
+
+# The storefront's HTTP fuzz test (tests/storefront/fuzz.rs) drives schemathesis against the
+# running server from its OpenAPI document. The tool lives in a venv beside the build outputs
+# (outside the clone, reused between runs); `unit` installs it first so `make test` runs it.
+FUZZ_TOOLS_DIR := $(CARGO_TARGET_DIR)/fuzz-tools
+SCHEMATHESIS_VERSION := 4.32.5
+.PHONY: fuzz-tools
+fuzz-tools: ## install schemathesis (the HTTP fuzzer) into $(CARGO_TARGET_DIR)/fuzz-tools
+	@test -x $(FUZZ_TOOLS_DIR)/bin/schemathesis || { echo "==> installing schemathesis $(SCHEMATHESIS_VERSION) (once)"; \
+		python3 -m venv $(FUZZ_TOOLS_DIR) && \
+		$(FUZZ_TOOLS_DIR)/bin/pip install -q "schemathesis==$(SCHEMATHESIS_VERSION)"; }
+
+unit: fuzz-tools

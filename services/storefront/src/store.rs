@@ -16,6 +16,11 @@ use sqlx::PgConnection;
 
 use crate::ids::{ErpExchangeId, ErpReturnId, ExchangeId, OrderCode, ReturnId};
 
+pub mod after_sales;
+pub mod idempotency;
+pub mod orders;
+pub mod read_model;
+
 /// Where an event came from (timeline `source` and `message_id`).
 #[derive(Clone, Debug)]
 pub struct Source {

@@ -1,12 +1,19 @@
-//! `ApiJson<T>`: the JSON body extractor whose rejections are JSON errors naming the field.
+//! Extractors whose rejections are JSON errors naming the field: `ApiJson<T>` (the body),
+//! `IdPath<T>` (a positive id in the path), `ApiQuery` (query parameters).
+
+use std::collections::HashMap;
 
 use axum::body::Bytes;
-use axum::extract::{FromRequest, Request};
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
 use axum::http::header::CONTENT_TYPE;
+use axum::http::request::Parts;
+use axum::http::StatusCode;
 use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 
 use super::error::ApiError;
+use super::json;
+use crate::ids::{ExchangeId, OrderCode, ReturnId};
 
 /// Semantic checks after decoding; `Err((field path, reason))`.
 pub trait Check {
@@ -18,6 +25,11 @@ pub trait Check {
 pub struct ApiJson<T> {
     pub value: T,
     pub request_hash: String,
+}
+
+fn is_json(content_type: &str) -> bool {
+    let essence = content_type.split(';').next().unwrap_or_default().trim();
+    essence.eq_ignore_ascii_case("application/json") || essence.ends_with("+json")
 }
 
 impl<S, T> FromRequest<S> for ApiJson<T>
@@ -34,13 +46,9 @@ where
             .headers()
             .get(CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(';').next())
-            .is_some_and(|v| {
-                let v = v.trim();
-                v.eq_ignore_ascii_case("application/json") || v.ends_with("+json")
-            });
+            .is_some_and(is_json);
         let bytes = Bytes::from_request(req, state).await.map_err(|e| {
-            if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 ApiError::TooLarge
             } else {
                 ApiError::invalid("body", e.body_text())
@@ -56,15 +64,8 @@ where
         } else {
             bytes
         };
-        let value: serde_json::Value = serde_json::from_slice(&bytes)
-            .map_err(|e| ApiError::invalid("body", format!("malformed JSON: {e}")))?;
-        let mut h = Sha256::new();
-        h.update(method.as_str());
-        h.update(b" ");
-        h.update(path.as_bytes());
-        h.update(b"\n");
-        h.update(value.to_string().as_bytes());
-        let request_hash = hex::encode(h.finalize());
+        let value = json::parse(&bytes).map_err(|e| ApiError::invalid(e.field, e.message))?;
+        let request_hash = request_hash(method.as_str(), &path, &bytes)?;
         let decoded: T = serde_path_to_error::deserialize(value).map_err(|e| {
             let path = e.path().to_string();
             let msg = e.into_inner().to_string();
@@ -84,6 +85,20 @@ where
     }
 }
 
+/// SHA-256 over `METHOD path\n<canonical body>`: the same request with its keys in another
+/// order or other whitespace has the same hash.
+fn request_hash(method: &str, path: &str, body: &[u8]) -> Result<String, ApiError> {
+    let canonical =
+        json::canonical(body).ok_or_else(|| ApiError::invalid("body", "malformed JSON"))?;
+    let mut h = Sha256::new();
+    h.update(method.as_bytes());
+    h.update(b" ");
+    h.update(path.as_bytes());
+    h.update(b"\n");
+    h.update(canonical.as_bytes());
+    Ok(hex::encode(h.finalize()))
+}
+
 /// The JSON path of the offending field (serde_path_to_error includes an unknown field's own
 /// name); `body` for the whole document.
 fn field_name(path: &str) -> String {
@@ -91,5 +106,75 @@ fn field_name(path: &str) -> String {
         "body".to_owned()
     } else {
         path.to_owned()
+    }
+}
+
+/// An id type that appears as a path parameter.
+pub trait PathId: Sized {
+    /// The parameter's name in the route and in errors.
+    const PARAM: &'static str;
+    fn from_positive(v: i64) -> Self;
+}
+
+impl PathId for OrderCode {
+    const PARAM: &'static str = "order_code";
+    fn from_positive(v: i64) -> Self {
+        OrderCode(v)
+    }
+}
+
+impl PathId for ExchangeId {
+    const PARAM: &'static str = "id";
+    fn from_positive(v: i64) -> Self {
+        ExchangeId(v)
+    }
+}
+
+impl PathId for ReturnId {
+    const PARAM: &'static str = "id";
+    fn from_positive(v: i64) -> Self {
+        ReturnId(v)
+    }
+}
+
+/// Parses a positive integer (`1..=i64::MAX`, decimal digits) from a path or query parameter.
+pub fn positive(field: &str, raw: &str) -> Result<i64, ApiError> {
+    raw.parse::<i64>()
+        .ok()
+        .filter(|v| *v > 0)
+        .ok_or_else(|| ApiError::invalid(field, "must be a positive integer"))
+}
+
+/// The route's one id parameter; a bad one (not digits, not UTF-8 after percent-decoding) is a
+/// JSON 400 naming the parameter.
+pub struct IdPath<T>(pub T);
+
+impl<S, T> FromRequestParts<S> for IdPath<T>
+where
+    S: Send + Sync,
+    T: PathId,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let Path(raw) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|_| ApiError::invalid(T::PARAM, "must be a positive integer"))?;
+        positive(T::PARAM, &raw).map(|v| IdPath(T::from_positive(v)))
+    }
+}
+
+/// Query parameters by name (the last one wins when repeated); a malformed query string is a
+/// JSON 400.
+pub struct ApiQuery(pub HashMap<String, String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for ApiQuery {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        Query::<HashMap<String, String>>::from_request_parts(parts, state)
+            .await
+            .map(|Query(q)| ApiQuery(q))
+            .map_err(|e| ApiError::invalid("query", e.body_text()))
     }
 }

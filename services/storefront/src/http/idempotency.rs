@@ -14,10 +14,11 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use futures::future::BoxFuture;
 use serde_json::Value;
-use sqlx::{PgConnection, PgPool, Row};
+use sqlx::{PgConnection, PgPool};
 
-use super::error::ApiError;
+use super::error::{to_json, ApiError};
 use crate::metrics as m;
+use crate::store::idempotency as keys;
 use crate::store::{self, Source};
 
 pub const HEADER: &str = "idempotency-key";
@@ -56,39 +57,8 @@ where
 {
     let mut tx = pool.begin().await?;
     if let Some(k) = &key {
-        let inserted = sqlx::query(
-            "INSERT INTO idempotency_keys (idempotency_key, request_hash) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-        )
-        .bind(k)
-        .bind(request_hash)
-        .execute(&mut *tx)
-        .await?;
-        if inserted.rows_affected() == 0 {
-            let row = sqlx::query(
-                "SELECT request_hash, status_code, response_body FROM idempotency_keys WHERE idempotency_key = $1",
-            )
-            .bind(k)
-            .fetch_one(&mut *tx)
-            .await?;
-            let hash: String = row.try_get("request_hash")?;
-            if hash != request_hash {
-                return Err(ApiError::KeyReused);
-            }
-            let status: Option<i16> = row.try_get("status_code")?;
-            let body: Option<Value> = row.try_get("response_body")?;
-            let (Some(status), Some(body)) = (status, body) else {
-                // Committed without a response cannot happen (both are written together).
-                return Err(ApiError::conflict(
-                    "in_progress",
-                    "the request with this key is still in progress",
-                ));
-            };
-            m::idempotent_replay();
-            let status = StatusCode::from_u16(status as u16).unwrap_or(StatusCode::OK);
-            let mut resp = (status, Json(body)).into_response();
-            resp.headers_mut()
-                .insert(REPLAYED, HeaderValue::from_static("true"));
-            return Ok(resp);
+        if !keys::claim(&mut tx, k, request_hash).await? {
+            return replay(keys::stored(&mut tx, k).await?, request_hash);
         }
     }
     let (status, body) = match command(&mut tx).await {
@@ -104,8 +74,8 @@ where
             store::record(
                 &mut tx,
                 store::Entry {
-                    order_code: r.order_code,
-                    subject: r.subject,
+                    order_code: r.order_code.get(),
+                    subject: r.subject.to_string(),
                     source: &Source::http(),
                     event: r.event,
                     applied: false,
@@ -122,23 +92,36 @@ where
                 reason,
                 record: None,
             };
-            (
-                answer.status(),
-                serde_json::to_value(answer.body()).unwrap_or(Value::Null),
-            )
+            (answer.status(), to_json(&answer.body())?)
         }
         Err(e) => return Err(e),
     };
     if let Some(k) = &key {
-        sqlx::query(
-            "UPDATE idempotency_keys SET status_code = $2, response_body = $3 WHERE idempotency_key = $1",
-        )
-        .bind(k)
-        .bind(status.as_u16() as i16)
-        .bind(&body)
-        .execute(&mut *tx)
-        .await?;
+        keys::save_response(&mut tx, k, status.as_u16() as i16, &body).await?;
     }
     tx.commit().await?;
     Ok((status, Json(body)).into_response())
+}
+
+/// The stored answer of the first request with this key, or why it cannot be replayed.
+fn replay(stored: keys::StoredRequest, request_hash: &str) -> Result<Response, ApiError> {
+    if stored.request_hash != request_hash {
+        return Err(ApiError::KeyReused);
+    }
+    let (Some(status), Some(body)) = (stored.status_code, stored.response_body) else {
+        // Committed without a response cannot happen (both are written together).
+        return Err(ApiError::conflict(
+            "in_progress",
+            "the request with this key is still in progress",
+        ));
+    };
+    m::idempotent_replay();
+    let status = u16::try_from(status)
+        .ok()
+        .and_then(|s| StatusCode::from_u16(s).ok())
+        .unwrap_or(StatusCode::OK);
+    let mut resp = (status, Json(body)).into_response();
+    resp.headers_mut()
+        .insert(REPLAYED, HeaderValue::from_static("true"));
+    Ok(resp)
 }

@@ -1,93 +1,89 @@
-//! The HTTP API: routes, body limit, OpenAPI document at `/openapi.json`.
+//! The HTTP API: one module per resource (orders, exchanges, returns), the read model, the
+//! extractors and error type, the OpenAPI document at `/openapi.json`.
 
+pub mod after_sales;
 pub mod error;
+pub mod exchanges;
 pub mod extract;
 pub mod idempotency;
+pub mod json;
+pub mod openapi;
 pub mod orders;
+pub mod read_model;
+pub mod returns;
+pub mod split;
+pub mod support;
 pub mod types;
 
 use std::time::Duration;
 
-use axum::extract::DefaultBodyLimit;
-use axum::http::StatusCode;
-use axum::routing::{get, post};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
 use axum::{Json, Router};
 use sqlx::PgPool;
-use tower_http::timeout::TimeoutLayer;
-use utoipa::OpenApi;
+use tracing::Instrument;
+
+use error::ApiError;
 
 /// Longest a request may take (above the database's statement timeout).
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
-pub use orders::App;
-
-#[derive(OpenApi)]
-#[openapi(
-    info(
-        title = "orderbus storefront",
-        description = "The shop's order service. Every POST honours `Idempotency-Key`; errors are JSON naming the field; illegal transitions are 409 with `current_status`."
-    ),
-    paths(
-        orders::create_order,
-        orders::list_orders,
-        orders::get_order,
-        orders::confirm_receipt,
-        orders::cancel_order,
-        orders::change_address,
-        orders::create_exchange,
-        orders::create_return,
-        orders::exchange_waybill,
-        orders::return_waybill,
-        orders::cancel_exchange,
-        orders::cancel_return,
-    ),
-    components(schemas(
-        error::ErrorBody,
-        crate::machine::OrderState,
-        crate::machine::ExchangeState,
-        crate::machine::ReturnState
-    ))
-)]
-pub struct ApiDoc;
-
-/// The OpenAPI document.
-pub fn openapi() -> utoipa::openapi::OpenApi {
-    ApiDoc::openapi()
+/// Shared state of the handlers.
+#[derive(Clone)]
+pub struct App {
+    pub pool: PgPool,
 }
 
-async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
-    Json(openapi())
-}
-
-/// The service's routes (the runtime merges them with `/healthz`, `/readyz`, `/metrics`).
+/// The API's routes. Unknown paths, wrong methods and slow requests answer with the same JSON
+/// error body as everything else.
 pub fn router(pool: PgPool, body_limit: usize) -> Router {
     Router::new()
-        .route(
-            "/orders",
-            post(orders::create_order).get(orders::list_orders),
-        )
-        .route("/orders/{order_code}", get(orders::get_order))
-        .route(
-            "/orders/{order_code}/confirm-receipt",
-            post(orders::confirm_receipt),
-        )
-        .route("/orders/{order_code}/cancel", post(orders::cancel_order))
-        .route("/orders/{order_code}/address", post(orders::change_address))
-        .route(
-            "/orders/{order_code}/exchanges",
-            post(orders::create_exchange),
-        )
-        .route("/orders/{order_code}/returns", post(orders::create_return))
-        .route("/exchanges/{id}/waybill", post(orders::exchange_waybill))
-        .route("/exchanges/{id}/cancel", post(orders::cancel_exchange))
-        .route("/returns/{id}/waybill", post(orders::return_waybill))
-        .route("/returns/{id}/cancel", post(orders::cancel_return))
+        .merge(orders::router())
+        .merge(exchanges::router())
+        .merge(returns::router())
         .route("/openapi.json", get(openapi_json))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
-        // An upper bound per request (the transaction is rolled back when it is dropped).
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::SERVICE_UNAVAILABLE,
-            REQUEST_TIMEOUT,
-        ))
+        .layer(middleware::from_fn(per_request))
         .with_state(App { pool })
+}
+
+async fn openapi_json() -> Result<Json<serde_json::Value>, ApiError> {
+    openapi::document().map(Json).map_err(ApiError::Encode)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::NotFound("route".to_owned())
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
+}
+
+/// A span per request (method, route, status), and an upper bound on its time: past it the
+/// handler is dropped (its transaction rolls back) and the client gets a JSON 503.
+async fn per_request(request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", MatchedPath::as_str)
+        .to_owned();
+    let span = tracing::info_span!(
+        "http_request",
+        method = %request.method(),
+        route = %route,
+        status = tracing::field::Empty,
+    );
+    let response = match tokio::time::timeout(REQUEST_TIMEOUT, next.run(request))
+        .instrument(span.clone())
+        .await
+    {
+        Ok(response) => response,
+        Err(_) => ApiError::Timeout(REQUEST_TIMEOUT.as_secs()).into_response(),
+    };
+    span.record("status", response.status().as_u16());
+    response
 }

@@ -1,13 +1,28 @@
-//! Request and response bodies of the HTTP API (documented in `/openapi.json`).
+//! Request and response bodies of the HTTP API (documented in `/openapi.json`), with the
+//! checks the server applies after decoding. The `#[schema(...)]` limits state the same checks
+//! in the OpenAPI document (a schema-driven fuzz test holds the two together).
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 
 use super::extract::Check;
+use crate::ids::{ExchangeId, OrderCode, ReturnId};
 use crate::store::Address;
 
 type CheckResult = Result<(), (String, String)>;
+
+/// The largest amount, in cents, a `numeric(14,2)` column holds: 999 999 999 999.99. Every
+/// amount and every total (line, order, split child) must stay within it.
+pub const MAX_AMOUNT_CENTS: i64 = 99_999_999_999_999;
+/// The same limit as text, for messages.
+pub const MAX_AMOUNT_TEXT: &str = "999999999999.99";
+/// Longest free-text field, in characters.
+pub const MAX_TEXT_CHARS: usize = 500;
+/// Most lines in an order, an exchange or a return.
+pub const MAX_LINES: usize = 200;
+/// Quantity bounds of an order line.
+pub const QUANTITY: std::ops::RangeInclusive<i64> = 1..=10_000;
 
 fn bad(field: impl Into<String>, msg: impl Into<String>) -> CheckResult {
     Err((field.into(), msg.into()))
@@ -20,8 +35,13 @@ fn required(field: &str, v: &str) -> CheckResult {
     short(field, v)
 }
 
+/// Every free-text field: bounded, and no NUL (PostgreSQL text cannot hold it, and no partner
+/// expects one).
 fn short(field: &str, v: &str) -> CheckResult {
-    if v.chars().count() > 500 {
+    if v.contains('\0') {
+        return bad(field, "must not contain NUL characters");
+    }
+    if v.chars().count() > MAX_TEXT_CHARS {
         return bad(field, "must be at most 500 characters");
     }
     Ok(())
@@ -41,16 +61,29 @@ fn positive(field: &str, v: i64) -> CheckResult {
     Ok(())
 }
 
-/// An amount: a decimal string with at most two decimals, not negative.
+fn lines(field: &str, count: usize) -> CheckResult {
+    if count == 0 {
+        return bad(field, "at least one line");
+    }
+    if count > MAX_LINES {
+        return bad(field, "at most 200 lines");
+    }
+    Ok(())
+}
+
+/// An amount: a decimal string with at most two decimals, between 0 and
+/// [`MAX_AMOUNT_CENTS`]; returns cents.
 pub fn amount_cents(field: &str, v: &str) -> Result<i64, (String, String)> {
     orderbus_contracts::Decimal::parse(v)
         .and_then(|d| d.to_cents())
-        .filter(|c| *c >= 0)
+        .filter(|c| (0..=MAX_AMOUNT_CENTS).contains(c))
         .ok_or_else(|| {
             (
                 field.to_owned(),
-                "must be a non-negative decimal amount with at most two decimals, e.g. \"88.00\""
-                    .to_owned(),
+                format!(
+                    "must be a decimal amount from 0 to {MAX_AMOUNT_TEXT} with at most two \
+                     decimals, e.g. \"88.00\""
+                ),
             )
         })
 }
@@ -77,14 +110,19 @@ pub fn check_address(prefix: &str, a: &Address) -> CheckResult {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateOrder {
+    #[schema(minimum = 1)]
     pub uid: i64,
-    /// At least one line; lines from different warehouses split the order (JIT).
+    /// 1 to 200 lines; lines from different warehouses split the order (JIT). The goods total
+    /// plus shipping must be at most 999999999999.99.
+    #[schema(min_items = 1, max_items = 200)]
     pub items: Vec<OrderItemInput>,
-    /// Decimal string, e.g. `"10.00"`.
+    /// Decimal string, e.g. `"10.00"`, 0 to 999999999999.99.
     #[serde(default = "zero")]
+    #[schema(pattern = r"^[0-9]{1,12}(\.[0-9]{1,2})?$")]
     pub shipping_cost: String,
     pub delivery_address: Address,
     #[serde(default)]
+    #[schema(max_length = 500, pattern = r"^[^\u0000]*$")]
     pub remark: String,
 }
 
@@ -95,11 +133,17 @@ fn zero() -> String {
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OrderItemInput {
+    #[schema(minimum = 1)]
     pub product_sku: i64,
+    #[schema(minimum = 1)]
     pub product_skn: i64,
+    #[schema(minimum = 1)]
     pub warehouse_id: i64,
+    #[schema(minimum = 1, maximum = 10000)]
     pub quantity: i64,
-    /// Unit price, decimal string such as `"88.00"`.
+    /// Unit price, decimal string such as `"88.00"`, 0 to 999999999999.99; quantity × unit
+    /// price must stay within that limit too.
+    #[schema(pattern = r"^[0-9]{1,12}(\.[0-9]{1,2})?$")]
     pub unit_price: String,
 }
 
@@ -109,7 +153,7 @@ impl Check for CreateOrder {
         if self.items.is_empty() {
             return bad("items", "an order needs at least one item");
         }
-        if self.items.len() > 200 {
+        if self.items.len() > MAX_LINES {
             return bad("items", "at most 200 items");
         }
         for (i, it) in self.items.iter().enumerate() {
@@ -117,14 +161,16 @@ impl Check for CreateOrder {
             positive(&f("product_sku"), it.product_sku)?;
             positive(&f("product_skn"), it.product_skn)?;
             positive(&f("warehouse_id"), it.warehouse_id)?;
-            if !(1..=10_000).contains(&it.quantity) {
+            if !QUANTITY.contains(&it.quantity) {
                 return bad(f("quantity"), "must be between 1 and 10000");
             }
             amount_cents(&f("unit_price"), &it.unit_price)?;
         }
         amount_cents("shipping_cost", &self.shipping_cost)?;
         check_address("delivery_address", &self.delivery_address)?;
-        short("remark", &self.remark)
+        short("remark", &self.remark)?;
+        // Every total (lines, order, split children) within the column's limit.
+        super::split::plan(self).map(|_| ())
     }
 }
 
@@ -146,6 +192,7 @@ impl Check for ChangeAddress {
 #[serde(deny_unknown_fields)]
 pub struct ActionBody {
     #[serde(default)]
+    #[schema(max_length = 500, pattern = r"^[^\u0000]*$")]
     pub remark: String,
 }
 
@@ -159,15 +206,21 @@ impl Check for ActionBody {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateExchange {
+    /// 1 to 200 lines.
+    #[schema(min_items = 1, max_items = 200)]
     pub goods: Vec<ExchangeGoodsInput>,
     /// `delivery_tpye` on the wire (sic).
     #[serde(default = "ten")]
+    #[schema(minimum = 1)]
     pub delivery_type: i64,
     #[serde(default = "ten")]
+    #[schema(minimum = 1)]
     pub exchange_mode: i64,
     #[serde(default)]
+    #[schema(max_length = 500, pattern = r"^[^\u0000]*$")]
     pub receipt_time: String,
     #[serde(default)]
+    #[schema(max_length = 500, pattern = r"^[^\u0000]*$")]
     pub remark: String,
     /// Where the replacement goes; the order's delivery address when absent.
     #[serde(default)]
@@ -182,15 +235,31 @@ fn ten() -> i64 {
 #[serde(deny_unknown_fields)]
 pub struct ExchangeGoodsInput {
     /// Must be a line of the order.
+    #[schema(minimum = 1)]
     pub product_sku: i64,
+    #[schema(minimum = 1)]
     pub product_skc: i64,
+    #[schema(minimum = 1)]
     pub new_product_sku: i64,
+    #[schema(minimum = 1)]
     pub new_product_skc: i64,
+    #[schema(minimum = 1)]
     pub new_goods_id: i64,
+    #[schema(
+        min_length = 1,
+        max_length = 500,
+        pattern = r"^[^\u0000]*[^\s\u0000][^\u0000]*$"
+    )]
     pub exchange_reason: String,
     #[serde(default = "one")]
+    #[schema(
+        min_length = 1,
+        max_length = 500,
+        pattern = r"^[^\u0000]*[^\s\u0000][^\u0000]*$"
+    )]
     pub goods_type: String,
     #[serde(default)]
+    #[schema(max_length = 500, pattern = r"^[^\u0000]*$")]
     pub remark: String,
 }
 
@@ -200,9 +269,7 @@ fn one() -> String {
 
 impl Check for CreateExchange {
     fn check(&self) -> CheckResult {
-        if self.goods.is_empty() {
-            return bad("goods", "at least one line");
-        }
+        lines("goods", self.goods.len())?;
         for (i, g) in self.goods.iter().enumerate() {
             let f = |n: &str| format!("goods[{i}].{n}");
             positive(&f("product_sku"), g.product_sku)?;
@@ -225,36 +292,54 @@ impl Check for CreateExchange {
     }
 }
 
-/// `POST /orders/{order_code}/returns`.
+/// `POST /orders/{order_code}/returns`. A bank refund (`bank_card` not empty) needs a
+/// `payee_name`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateReturn {
+    /// 1 to 200 lines.
+    #[schema(min_items = 1, max_items = 200)]
     pub goods: Vec<ReturnGoodsInput>,
-    /// How the refund is paid (the ERP's code, digits), e.g. `"2"`.
+    /// How the refund is paid (the ERP's code, 1 to 18 digits), e.g. `"2"`.
+    #[schema(pattern = r"^[0-9]{1,18}$")]
     pub return_amount_mode: String,
+    /// Required (not blank) when `bank_card` is given.
     #[serde(default)]
+    #[schema(max_length = 500, pattern = r"^[^\u0000]*$")]
     pub payee_name: String,
     #[serde(default)]
+    #[schema(max_length = 500, pattern = r"^[^\u0000]*$")]
     pub bank_id: String,
     #[serde(default)]
+    #[schema(max_length = 500, pattern = r"^[^\u0000]*$")]
     pub bank_name: String,
     #[serde(default)]
+    #[schema(max_length = 500, pattern = r"^[^\u0000]*$")]
     pub head_bank_name: String,
+    /// Digits only, at most 32.
     #[serde(default)]
+    #[schema(pattern = r"^[0-9]{0,32}$")]
     pub bank_card: String,
     #[serde(default)]
+    #[schema(max_length = 500, pattern = r"^[^\u0000]*$")]
     pub alipay_account: String,
     #[serde(default)]
+    #[schema(max_length = 500, pattern = r"^[^\u0000]*$")]
     pub alipay_name: String,
     #[serde(default)]
+    #[schema(max_length = 500, pattern = r"^[^\u0000]*$")]
     pub area_code: String,
     #[serde(default)]
+    #[schema(max_length = 500, pattern = r"^[^\u0000]*$")]
     pub province: String,
     #[serde(default)]
+    #[schema(max_length = 500, pattern = r"^[^\u0000]*$")]
     pub city: String,
     #[serde(default)]
+    #[schema(max_length = 500, pattern = r"^[^\u0000]*$")]
     pub county: String,
     #[serde(default)]
+    #[schema(max_length = 500, pattern = r"^[^\u0000]*$")]
     pub remark: String,
 }
 
@@ -262,21 +347,32 @@ pub struct CreateReturn {
 #[serde(deny_unknown_fields)]
 pub struct ReturnGoodsInput {
     /// Must be a line of the order.
+    #[schema(minimum = 1)]
     pub product_sku: i64,
+    #[schema(
+        min_length = 1,
+        max_length = 500,
+        pattern = r"^[^\u0000]*[^\s\u0000][^\u0000]*$"
+    )]
     pub returned_reason: String,
     #[serde(default = "one")]
+    #[schema(
+        min_length = 1,
+        max_length = 500,
+        pattern = r"^[^\u0000]*[^\s\u0000][^\u0000]*$"
+    )]
     pub goods_type: String,
     #[serde(default)]
+    #[schema(max_length = 500, pattern = r"^[^\u0000]*$")]
     pub remark: String,
     #[serde(default)]
+    #[schema(max_length = 500, pattern = r"^[^\u0000]*$")]
     pub evidence_images: String,
 }
 
 impl Check for CreateReturn {
     fn check(&self) -> CheckResult {
-        if self.goods.is_empty() {
-            return bad("goods", "at least one line");
-        }
+        lines("goods", self.goods.len())?;
         for (i, g) in self.goods.iter().enumerate() {
             let f = |n: &str| format!("goods[{i}].{n}");
             positive(&f("product_sku"), g.product_sku)?;
@@ -287,14 +383,11 @@ impl Check for CreateReturn {
         }
         required("return_amount_mode", &self.return_amount_mode)?;
         digits("return_amount_mode", &self.return_amount_mode)?;
-        // A bank refund needs someone to pay.
-        if !self.bank_card.is_empty() {
-            required("payee_name", &self.payee_name)?;
-            if self.bank_card.len() > 32 || !self.bank_card.bytes().all(|b| b.is_ascii_digit()) {
-                return bad("bank_card", "must be digits only (at most 32)");
-            }
+        if self.bank_card.len() > 32 || !self.bank_card.bytes().all(|b| b.is_ascii_digit()) {
+            return bad("bank_card", "must be digits only (at most 32)");
         }
         for (f, v) in [
+            ("payee_name", &self.payee_name),
             ("bank_id", &self.bank_id),
             ("bank_name", &self.bank_name),
             ("head_bank_name", &self.head_bank_name),
@@ -308,6 +401,10 @@ impl Check for CreateReturn {
         ] {
             short(f, v)?;
         }
+        // A bank refund needs someone to pay.
+        if !self.bank_card.is_empty() {
+            required("payee_name", &self.payee_name)?;
+        }
         Ok(())
     }
 }
@@ -316,8 +413,20 @@ impl Check for CreateReturn {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Waybill {
+    #[schema(minimum = 1)]
     pub express_id: i64,
+    #[schema(
+        min_length = 1,
+        max_length = 500,
+        pattern = r"^[^\u0000]*[^\s\u0000][^\u0000]*$"
+    )]
     pub express_name: String,
+    /// Letters, digits, spaces and `-`, not blank.
+    #[schema(
+        min_length = 1,
+        max_length = 500,
+        pattern = r"^[A-Za-z0-9 -]*[A-Za-z0-9-][A-Za-z0-9 -]*$"
+    )]
     pub express_number: String,
 }
 
@@ -344,18 +453,18 @@ impl Check for Waybill {
 /// `POST /orders` reply.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Created {
-    pub order_code: i64,
+    pub order_code: OrderCode,
     pub status: String,
     /// JIT split children (empty when the order ships from one warehouse).
-    pub child_order_codes: Vec<i64>,
+    pub child_order_codes: Vec<OrderCode>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct OrderView {
-    pub order_code: i64,
+    pub order_code: OrderCode,
     pub uid: i64,
-    pub parent_order_code: Option<i64>,
-    pub child_order_codes: Vec<i64>,
+    pub parent_order_code: Option<OrderCode>,
+    pub child_order_codes: Vec<OrderCode>,
     /// `customer` or `exchange` (the ERP's replacement order of an exchange).
     pub kind: String,
     /// The state machine's name (see the README's table).
@@ -419,25 +528,33 @@ pub struct TimelineView {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct OrderSummary {
-    pub order_code: i64,
+    pub order_code: OrderCode,
     pub uid: i64,
-    pub parent_order_code: Option<i64>,
+    pub parent_order_code: Option<OrderCode>,
     pub status: String,
     pub order_amount: String,
     pub created_at: String,
 }
 
-/// Reply of the exchange/return endpoints.
+/// Reply of the exchange endpoints.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct AfterSaleReply {
-    pub id: i64,
-    pub order_code: i64,
+pub struct ExchangeReply {
+    pub id: ExchangeId,
+    pub order_code: OrderCode,
+    pub status: String,
+}
+
+/// Reply of the return endpoints.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReturnReply {
+    pub id: ReturnId,
+    pub order_code: OrderCode,
     pub status: String,
 }
 
 /// Reply of the order actions.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct StatusReply {
-    pub order_code: i64,
+    pub order_code: OrderCode,
     pub status: String,
 }

@@ -5,5 +5,8 @@ mod autocancel;
 mod common;
 mod consumers;
 mod consumers_hostile;
+mod fuzz;
+mod hostile_input;
 mod http_api;
+mod outage;
 mod sigterm;
