@@ -120,7 +120,8 @@ pub struct LogArgs {
         env = "ORDERBUS_LOG_FORMAT",
         value_enum,
         ignore_case = true,
-        default_value = "human"
+        default_value = "human",
+        help_heading = "Runtime"
     )]
     pub log_format: LogFormat,
 }
