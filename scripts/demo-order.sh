@@ -3,9 +3,21 @@
 # delivered it. Run while `make run` is up.
 set -euo pipefail
 api="${STOREFRONT_URL:-http://127.0.0.1:8080}"
+# The API key: ORDERBUS_API_KEY, else the one `make run` wrote.
+key_file="${XDG_RUNTIME_DIR:-${CARGO_TARGET_DIR:-target}}/orderbus/api-key"
+key="${ORDERBUS_API_KEY:-}"
+if [ -z "$key" ] && [ -r "$key_file" ]; then
+  key=$(cat "$key_file")
+fi
+if [ -z "$key" ]; then
+  echo "no API key: set ORDERBUS_API_KEY or start the stack with make run (writes $key_file)" >&2
+  exit 1
+fi
+auth="Authorization: Bearer $key"
 
 echo "+ curl -X POST $api/orders"
 created=$(curl -sS -X POST "$api/orders" \
+  -H "$auth" \
   -H 'Content-Type: application/json' \
   -H "Idempotency-Key: demo-$(date +%s%N)" \
   -d '{"uid": 8041518,
@@ -26,7 +38,7 @@ echo
 echo "following order $code (curl $api/orders/$code):"
 last=""
 for _ in $(seq 1 60); do
-  status=$(curl -sS "$api/orders/$code" | sed -n 's/^{[^{]*"status":"\([a-z_]*\)".*/\1/p')
+  status=$(curl -sS -H "$auth" "$api/orders/$code" | sed -n 's/^{[^{]*"status":"\([a-z_]*\)".*/\1/p')
   if [ "$status" != "$last" ]; then
     echo "  $(date +%T)  $status"
     last=$status
@@ -35,4 +47,4 @@ for _ in $(seq 1 60); do
   sleep 1
 done
 echo
-echo "full order with its timeline: curl $api/orders/$code"
+echo "full order with its timeline: curl -H 'Authorization: Bearer <key>' $api/orders/$code"

@@ -16,6 +16,20 @@ stop() {
 }
 trap stop INT TERM EXIT
 
+# A local API key for this run: minted by the storefront binary (only its SHA-256 goes into
+# the storefront's ORDERBUS_API_KEYS), written where scripts/demo-order.sh finds it.
+key_dir="${XDG_RUNTIME_DIR:-${CARGO_TARGET_DIR:-target}}/orderbus"
+key_file="$key_dir/api-key"
+api_key=""
+if [ -x "$target/orderbus-storefront" ] && [ -z "${ORDERBUS_API_KEYS:-}${ORDERBUS_API_KEYS_FILE:-}" ]; then
+  minted=$("$target/orderbus-storefront" api-key --client make-run --scopes orders:read,orders:write --shell)
+  api_key=$(printf '%s\n' "$minted" | sed -n 's/^ORDERBUS_API_KEY=//p')
+  export ORDERBUS_API_KEYS
+  ORDERBUS_API_KEYS=$(printf '%s\n' "$minted" | sed -n 's/^ORDERBUS_API_KEYS_ENTRY=//p')
+  mkdir -p "$key_dir"
+  (umask 077 && printf '%s\n' "$api_key" >"$key_file")
+fi
+
 started=()
 # name | binary | arguments — started only if the binary was built (the service exists).
 while IFS='|' read -r name bin args; do
@@ -36,6 +50,8 @@ cat <<INFO
 
 orderbus local stack
   storefront API     http://127.0.0.1:8080/orders        (OpenAPI: http://127.0.0.1:8080/openapi.json)
+                     API key (orders:read, orders:write): ${api_key:-(from your ORDERBUS_API_KEYS)}
+                       curl -H "Authorization: Bearer \$(cat $key_file)" http://127.0.0.1:8080/orders?uid=8041518
                      health http://127.0.0.1:8080/readyz, metrics http://127.0.0.1:8080/metrics
   RabbitMQ console   http://localhost:15672   (guest / guest) — Queues tab:
                      storefront.order.erpstatus   ERP status updates the storefront applies

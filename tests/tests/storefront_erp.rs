@@ -9,6 +9,9 @@ use std::time::Duration;
 
 use anyhow::{anyhow, Context};
 use orderbus_erp_sim::{ErpSim, RunningErpSim, SimConfig};
+mod common;
+
+use common::{api_key, authorized_client};
 use orderbus_runtime::{CancellationToken, Config, Running, Secret};
 use orderbus_storefront::Settings;
 use orderbus_testkit::{amqp_url, unique_suffix, ErpPublisher, Received, TestDb, TestQueue};
@@ -86,6 +89,8 @@ impl Stack {
         config.database_url = Secret::new(sf_db.url());
         config.http_addr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0);
         config.shutdown_grace = Duration::from_secs(5);
+        let (key, auth) = api_key()?;
+        config.auth = auth;
         let shutdown = CancellationToken::new();
         let storefront =
             orderbus_storefront::start(config, settings.clone(), shutdown.clone()).await?;
@@ -103,7 +108,7 @@ impl Stack {
         .await?;
         let stack = Stack {
             base: format!("http://{}", storefront.addr()),
-            http: reqwest::Client::new(),
+            http: authorized_client(&key)?,
             uid,
             shutdown,
             storefront: Some(storefront),

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use orderbus_bus::{OutgoingMessage, Publisher};
 use orderbus_contracts::{BusMessage, RoutingKey};
-use orderbus_runtime::{CancellationToken, Running, Secret, Service};
+use orderbus_runtime::{CancellationToken, Running, Service};
 use sqlx::PgPool;
 
 pub mod config;
@@ -40,8 +40,6 @@ pub enum ErpSimError {
     Outbox(#[from] orderbus_bus::OutboxError),
     #[error("service runtime: {0}")]
     Runtime(#[from] orderbus_runtime::RuntimeError),
-    #[error("runtime configuration: {0}")]
-    Config(#[from] orderbus_runtime::ConfigError),
     #[error("broker: {0}")]
     Bus(#[from] orderbus_bus::BusError),
     #[error("publish: {0}")]
@@ -70,34 +68,26 @@ impl ErpSim {
     /// Migrates the database, starts consumers, outbox relay, scheduler and the ops HTTP server,
     /// and returns once the consumers are bound and consuming (or after 30 s with an error).
     pub async fn start(config: SimConfig) -> Result<RunningErpSim, ErpSimError> {
-        let mut rc = orderbus_runtime::Config::from_env(&config.service)?;
-        rc.amqp_url = Secret::new(config.amqp_url.clone());
-        rc.database_url = Secret::new(config.database_url.clone());
-        rc.http_addr = config.http_addr;
-        rc.shutdown_grace = config.shutdown_grace;
-        rc.run_relay = true;
-        rc.run_migrations = true;
         // Our stop request is the parent of the runtime's token: the runtime also cancels its
         // own token when a task fails, and `wait` must tell the two apart.
         let stop = CancellationToken::new();
         let shutdown = stop.child_token();
+        let sweep_interval = config.sweep_interval;
         let running = Service::new(config.service.clone(), topology(&config))
             .migrations(&MIGRATIONS)
-            .config(rc)
+            .config(config.runtime.clone())
+            .task("scheduler", move |ctx| async move {
+                scheduler::run(ctx.pool().clone(), sweep_interval, ctx.shutdown().clone()).await;
+                Ok::<(), std::convert::Infallible>(())
+            })
             .start(shutdown.clone())
             .await?;
         tracing::warn!(stand_in = true, service = %config.service, auto_pay = config.auto_pay, "{STAND_IN_NOTICE}");
         if config.auto_pay {
             tracing::warn!(stand_in = true, "AUTO-PAY is ON: erp-sim publishes order.payment for every order.submit, standing in for the payments service (development convenience only)");
         }
-        let sweeper = tokio::spawn(scheduler::run(
-            running.pool().clone(),
-            config.sweep_interval,
-            shutdown.clone(),
-        ));
         let sim = RunningErpSim {
             running,
-            sweeper,
             stop,
             config,
         };
@@ -130,7 +120,6 @@ impl ErpSim {
 /// A started stand-in.
 pub struct RunningErpSim {
     running: Running,
-    sweeper: tokio::task::JoinHandle<()>,
     /// Cancelled when someone asked the stand-in to stop (parent of the runtime's token).
     stop: CancellationToken,
     config: SimConfig,
@@ -168,12 +157,11 @@ impl RunningErpSim {
         let result = self.running.wait().await;
         let requested = self.stop.is_cancelled();
         self.stop.cancel();
-        let _ = self.sweeper.await;
         match result {
             // After a requested stop, a task that ends first (the HTTP server returns as soon
             // as the token is cancelled) is the drain, not a failure.
             Err(orderbus_runtime::RuntimeError::TaskEnded { task, reason }) if requested => {
-                tracing::debug!(task, %reason, "task ended during the requested shutdown");
+                tracing::debug!(%task, %reason, "task ended during the requested shutdown");
                 Ok(())
             }
             other => Ok(other?),
@@ -185,9 +173,12 @@ impl RunningErpSim {
 /// service name each, and clean up after themselves with this).
 pub async fn delete_topology(config: &SimConfig) -> Result<(), ErpSimError> {
     let topo = topology(config);
-    let conn =
-        orderbus_bus::conn::connect(&config.amqp_url, "erp-sim cleanup", Duration::from_secs(10))
-            .await?;
+    let conn = orderbus_bus::conn::connect(
+        config.runtime.amqp_url.expose(),
+        "erp-sim cleanup",
+        Duration::from_secs(10),
+    )
+    .await?;
     let channel = conn.create_channel().await?;
     topo.remove(&channel, Duration::from_millis(500)).await?;
     orderbus_bus::conn::close_quietly(&conn).await;

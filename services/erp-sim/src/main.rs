@@ -2,16 +2,17 @@
 
 use std::collections::BTreeSet;
 use std::io::Read;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use orderbus_erp_sim::config::{
-    parse_duration, parse_rate, DEFAULT_AMQP_URL, DEFAULT_DATABASE_URL,
+    parse_duration, parse_rate, DEFAULT_DATABASE_URL, DEFAULT_HTTP_HOST, DEFAULT_HTTP_PORT_TEXT,
 };
 use orderbus_erp_sim::{publish, Delays, ErpSim, SimConfig};
+use orderbus_runtime::config::DEFAULT_AMQP_URL;
+use orderbus_runtime::RuntimeArgs;
 
 const ABOUT: &str = "DEVELOPMENT/TEST STAND-IN for the ERP on the orderbus broker. \
 NOT the ERP, NOT deployed to production.";
@@ -49,20 +50,17 @@ struct Broker {
 
 #[derive(Args, Debug)]
 struct RunArgs {
+    /// Broker, database, HTTP, pool, relay…: the runtime's settings. The stand-in's own
+    /// database and ops port have their own names (ERP_SIM_DATABASE_URL, ERP_SIM_HTTP_ADDR,
+    /// ERP_SIM_HTTP_PORT), so one environment can run it beside the storefront.
     #[command(flatten)]
-    broker: Broker,
-    /// The stand-in's own database (inbox, outbox, scheduled answers).
-    #[arg(long, env = "ERP_SIM_DATABASE_URL", default_value = DEFAULT_DATABASE_URL, hide_env_values = true)]
-    database_url: String,
+    runtime: RuntimeArgs,
     /// Create the database first if it does not exist (what `make run` does).
     #[arg(long)]
     create_database: bool,
     /// Queue prefix and AMQP app_id.
     #[arg(long, env = "ERP_SIM_SERVICE", default_value = "erp-sim")]
     service: String,
-    /// Ops HTTP server (/healthz, /readyz, /metrics).
-    #[arg(long, env = "ERP_SIM_HTTP_ADDR", default_value = "127.0.0.1:8099")]
-    http_addr: SocketAddr,
     /// DEVELOPMENT CONVENIENCE, off by default: publish order.payment for every order.submit
     /// (JIT children excepted), standing in for the payments service.
     #[arg(long, env = "ERP_SIM_AUTO_PAY")]
@@ -146,8 +144,31 @@ struct PublishArgs {
     timeout: Duration,
 }
 
+/// The runtime settings the stand-in names and defaults differently from a service.
+fn command() -> clap::Command {
+    Cli::command().mut_subcommand("run", |run| {
+        run.mut_arg("database_url", |a| {
+            a.env("ERP_SIM_DATABASE_URL")
+                .default_value(DEFAULT_DATABASE_URL)
+                .help("The stand-in's own database (inbox, outbox, scheduled answers).")
+        })
+        // DATABASE_URL names the checked service's database (sqlx tools), not the stand-in's.
+        .mut_arg("database_url_fallback", |a| a.env(None))
+        .mut_arg("http_addr", |a| {
+            a.env("ERP_SIM_HTTP_ADDR")
+                .default_value(DEFAULT_HTTP_HOST)
+                .help("Address of the ops HTTP server (/healthz, /readyz, /metrics).")
+        })
+        .mut_arg("http_port", |a| {
+            a.env("ERP_SIM_HTTP_PORT")
+                .default_value(DEFAULT_HTTP_PORT_TEXT)
+        })
+        .mut_arg("shutdown_grace_secs", |a| a.default_value("10"))
+    })
+}
+
 impl RunArgs {
-    fn config(&self) -> SimConfig {
+    fn config(&self) -> anyhow::Result<SimConfig> {
         let base = self.delay.map_or_else(Delays::dev, Delays::uniform);
         let pick = |o: Option<Duration>, d: Duration| o.unwrap_or(d);
         let delays = Delays {
@@ -163,11 +184,9 @@ impl RunArgs {
             received: pick(self.received_delay, base.received),
             complete: pick(self.complete_delay, base.complete),
         };
-        SimConfig {
+        Ok(SimConfig {
             service: self.service.clone(),
-            amqp_url: self.broker.amqp_url.clone(),
-            database_url: self.database_url.clone(),
-            http_addr: self.http_addr,
+            runtime: self.runtime.config(&self.service)?,
             delays,
             reject_rate: self.reject_rate,
             address_change_rate: self.address_change_rate,
@@ -178,37 +197,19 @@ impl RunArgs {
             only_uids: (!self.only_uids.is_empty())
                 .then(|| self.only_uids.iter().copied().collect::<BTreeSet<i64>>()),
             ..SimConfig::local()
-        }
+        })
     }
 }
 
 async fn run(args: RunArgs) -> anyhow::Result<()> {
+    let config = args.config()?;
     if args.create_database {
-        orderbus_runtime::create_database_if_missing(&args.database_url).await?;
+        orderbus_runtime::create_database_if_missing(config.runtime.database_url.expose()).await?;
     }
-    let sim = ErpSim::start(args.config()).await?;
-    let token = sim.shutdown_token();
-    tokio::spawn(async move {
-        wait_for_signal().await;
-        token.cancel();
-    });
+    let sim = ErpSim::start(config).await?;
+    orderbus_runtime::cancel_on_signal(sim.shutdown_token());
     sim.wait().await?;
     Ok(())
-}
-
-async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
-            }
-            return;
-        }
-    }
-    let _ = tokio::signal::ctrl_c().await;
 }
 
 async fn publish_cmd(args: PublishArgs) -> anyhow::Result<()> {
@@ -241,7 +242,10 @@ async fn publish_cmd(args: PublishArgs) -> anyhow::Result<()> {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::from_arg_matches(&command().get_matches()) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     let result = match cli.command {
         Command::Run(args) => run(*args).await,
         Command::Publish(args) => publish_cmd(args).await,
@@ -252,5 +256,34 @@ async fn main() -> ExitCode {
             eprintln!("orderbus-erp-sim: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run_args(args: &[&str]) -> RunArgs {
+        let mut all = vec!["orderbus-erp-sim", "run"];
+        all.extend_from_slice(args);
+        let matches = command().try_get_matches_from(all).expect("parses");
+        match Cli::from_arg_matches(&matches).expect("matches").command {
+            Command::Run(args) => *args,
+            Command::Publish(_) => panic!("not run"),
+        }
+    }
+
+    #[test]
+    fn run_defaults_are_the_stand_ins() {
+        let config = run_args(&[]).config().expect("config");
+        let local = SimConfig::local();
+        assert_eq!(config.runtime.http_addr, local.runtime.http_addr);
+        assert_eq!(config.runtime.database_url, local.runtime.database_url);
+        assert_eq!(config.runtime.shutdown_grace, local.runtime.shutdown_grace);
+        let tuned = run_args(&["--http-port", "0", "--reject-rate", "1"])
+            .config()
+            .expect("config");
+        assert_eq!(tuned.runtime.http_addr.port(), 0);
+        assert_eq!(tuned.reject_rate, 1.0);
     }
 }

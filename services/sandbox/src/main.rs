@@ -4,6 +4,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
+use orderbus_runtime::LogArgs;
 use orderbus_sandbox::{Sandbox, SandboxConfig};
 
 #[derive(Parser, Debug)]
@@ -39,16 +40,15 @@ struct Args {
     /// Seconds between two SweetTracker callbacks of one invoice.
     #[arg(long, env = "SANDBOX_SWEETTRACKER_STEP_SECS", default_value_t = 5)]
     sweettracker_step_secs: u64,
+    /// The runtime's log settings (the sandbox uses no broker or database).
+    #[command(flatten)]
+    log: LogArgs,
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
     let args = Args::parse();
+    orderbus_runtime::init_tracing(args.log.log_format);
     let frotel_ports = match <[u16; 3]>::try_from(args.frotel_ports.as_slice()) {
         Ok(p) => p,
         Err(_) => {
@@ -76,29 +76,8 @@ async fn main() -> ExitCode {
     for s in &sandbox.served {
         println!("  {:<16} {:<24} {}", s.name, s.base_url(), s.note);
     }
-    wait_for_stop_signal().await;
+    orderbus_runtime::shutdown_signal().await;
     println!("orderbus-sandbox: stopping");
     sandbox.stop().await;
     ExitCode::SUCCESS
-}
-
-/// Ctrl-C or SIGTERM (what `make run` and Kubernetes send).
-async fn wait_for_stop_signal() {
-    let ctrl_c = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term => {}
-    }
 }

@@ -111,28 +111,27 @@ pub async fn sweep_once(
     Ok(cancelled)
 }
 
-/// Sweeps every `interval` until `shutdown`.
+/// The sweep as a runtime background task: sweeps every `interval` until shutdown. A failed
+/// sweep ends the attempt with its error; the runtime logs it and restarts the task with
+/// backoff.
 pub async fn run(
     pool: PgPool,
     deadline: Duration,
     interval: Duration,
     batch: i64,
     shutdown: CancellationToken,
-) {
+) -> Result<(), sqlx::Error> {
     loop {
-        match sweep_once(&pool, deadline, batch).await {
-            Ok(codes) if !codes.is_empty() => {
-                tracing::info!(count = codes.len(), "auto-cancelled unpaid orders");
-                // More may be due: go again without waiting.
-                if codes.len() as i64 == batch {
-                    continue;
-                }
+        let codes = sweep_once(&pool, deadline, batch).await?;
+        if !codes.is_empty() {
+            tracing::info!(count = codes.len(), "auto-cancelled unpaid orders");
+            // More may be due: go again without waiting.
+            if codes.len() as i64 == batch {
+                continue;
             }
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "auto-cancel sweep failed; next round retries"),
         }
         tokio::select! {
-            _ = shutdown.cancelled() => return,
+            _ = shutdown.cancelled() => return Ok(()),
             _ = tokio::time::sleep(interval) => {}
         }
     }

@@ -18,7 +18,8 @@ use std::time::Duration;
 
 use orderbus_bus::Topology;
 use orderbus_contracts::RoutingKey;
-use orderbus_runtime::{CancellationToken, Config, Running, RuntimeError, Service};
+use orderbus_runtime::auth::{ORDERS_READ, ORDERS_WRITE};
+use orderbus_runtime::{CancellationToken, Config, Policy, Running, RuntimeError, Service};
 
 /// The service's own migrations (merged with the bus's by the runtime).
 pub static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -88,28 +89,41 @@ pub fn topology(settings: &Settings) -> Topology {
     t
 }
 
-/// Starts HTTP, consumers, relay and (if configured) the auto-cancel sweeper. Cancelling
-/// `shutdown` drains everything.
+/// Paths of the API anyone may read without a key.
+pub const PUBLIC_PATHS: [&str; 1] = ["/openapi.json"];
+
+/// Starts HTTP (the API needs `orders:read` for GET/HEAD and `orders:write` otherwise),
+/// consumers, relay and (if configured) the auto-cancel sweep as a background task.
+/// Cancelling `shutdown` drains everything.
 pub async fn start(
     config: Config,
     settings: Settings,
     shutdown: CancellationToken,
 ) -> Result<Running, RuntimeError> {
     let body_limit = settings.body_limit;
-    let running = Service::new(settings.service_name.clone(), topology(&settings))
+    let mut service = Service::new(settings.service_name.clone(), topology(&settings))
         .migrations(&MIGRATIONS)
-        .routes(move |pool| http::router(pool, body_limit))
-        .config(config)
-        .start(shutdown.clone())
-        .await?;
+        .api(move |pool, auth| {
+            auth.protect(
+                http::router(pool, body_limit),
+                Policy::read_write(ORDERS_READ, ORDERS_WRITE),
+                &PUBLIC_PATHS,
+            )
+        })
+        .config(config);
     if let Some(interval) = settings.sweep_interval {
-        tokio::spawn(autocancel::run(
-            running.pool().clone(),
-            settings.auto_cancel_after,
-            interval,
-            settings.sweep_batch,
-            shutdown.child_token(),
-        ));
+        let (deadline, batch) = (settings.auto_cancel_after, settings.sweep_batch);
+        // Not a readiness gate: a failing sweep delays cancellations, while the API and the
+        // consumers still serve correctly (a database outage shows as `database` anyway).
+        service = service.task("auto-cancel", move |ctx| {
+            autocancel::run(
+                ctx.pool().clone(),
+                deadline,
+                interval,
+                batch,
+                ctx.shutdown().clone(),
+            )
+        });
     }
-    Ok(running)
+    service.start(shutdown).await
 }

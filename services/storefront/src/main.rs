@@ -2,22 +2,22 @@
 
 use std::time::Duration;
 
-use clap::Parser;
-use orderbus_runtime::{CancellationToken, Config};
+use clap::{Parser, Subcommand};
+use orderbus_runtime::{ApiKeyArgs, CancellationToken, RuntimeArgs};
 use orderbus_storefront::{start, Settings};
 
-/// The shop's order service: HTTP API (OpenAPI at /openapi.json), consumers of the ERP's and
-/// the payment service's messages, and the unpaid-order auto-cancel sweep.
+/// The shop's order service: HTTP API (OpenAPI at /openapi.json; bearer API keys with
+/// orders:read for GET and orders:write otherwise), consumers of the ERP's and the payment
+/// service's messages, and the unpaid-order auto-cancel sweep.
 #[derive(Debug, Parser)]
 #[command(
     name = "orderbus-storefront",
     version,
-    after_help = "Connection settings come from the environment: ORDERBUS_AMQP_URL, \
-ORDERBUS_DATABASE_URL (default postgres://postgres@127.0.0.1:5432/<service name>; see --create-database), \
-ORDERBUS_HTTP_ADDR / ORDERBUS_HTTP_PORT (0.0.0.0:8080), ORDERBUS_LOG_FORMAT (human|json), \
-ORDERBUS_SHUTDOWN_GRACE_SECS, ORDERBUS_RELAY, ORDERBUS_RUN_MIGRATIONS, ORDERBUS_DB_* (see orderbus-runtime)."
+    args_conflicts_with_subcommands = true
 )]
 struct Args {
+    #[command(subcommand)]
+    command: Option<Command>,
     /// Queue-name prefix (`<name>.<routing key>`, `<name>.parking`, ...). Every replica of one
     /// deployment must use the same name; a second name is a second, independent consumer.
     #[arg(long, env = "STOREFRONT_SERVICE_NAME", default_value = "storefront")]
@@ -42,12 +42,24 @@ struct Args {
     /// Maximum request body size in bytes.
     #[arg(long, env = "STOREFRONT_BODY_LIMIT", default_value_t = 65536)]
     body_limit: usize,
+    #[command(flatten)]
+    runtime: RuntimeArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Mint an API key: prints the key once and the ORDERBUS_API_KEYS entry (its SHA-256).
+    ApiKey(ApiKeyArgs),
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let config = Config::from_env(&args.service_name)?;
+    if let Some(Command::ApiKey(mint)) = &args.command {
+        print!("{}", mint.run()?);
+        return Ok(());
+    }
+    let config = args.runtime.config(&args.service_name)?;
     if args.create_database {
         orderbus_runtime::create_database_if_missing(config.database_url.expose()).await?;
     }
@@ -61,26 +73,7 @@ async fn main() -> anyhow::Result<()> {
         ..Settings::default()
     };
     let shutdown = CancellationToken::new();
-    let signal = shutdown.clone();
-    tokio::spawn(async move {
-        wait_for_signal().await;
-        signal.cancel();
-    });
+    orderbus_runtime::cancel_on_signal(shutdown.clone());
     start(config, settings, shutdown).await?.wait().await?;
     Ok(())
-}
-
-async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
-            }
-            return;
-        }
-    }
-    let _ = tokio::signal::ctrl_c().await;
 }

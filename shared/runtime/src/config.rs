@@ -1,9 +1,20 @@
-//! Configuration from the environment with local defaults. Secrets never reach logs: URLs are
-//! kept in [`Secret`], whose Debug/Display redact the password.
+//! Configuration: one clap struct, [`RuntimeArgs`], flattened into every binary's parser, so
+//! each setting is a flag and an `ORDERBUS_*` environment variable, listed by `--help`.
+//! [`RuntimeArgs::config`] resolves it into a [`Config`]. Secrets never reach logs or `--help`:
+//! URLs are kept in [`Secret`] (password redacted in Debug/Display) and their env values are
+//! hidden.
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
 use std::time::Duration;
+
+use orderbus_bus::{ConsumerConfig, RelayConfig, Topology};
+
+use crate::auth::{ApiKeys, AuthSettings};
+
+/// The local broker.
+pub const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f?heartbeat=10";
 
 /// A URL holding credentials. Debug/Display show it with the password replaced by `***`.
 #[derive(Clone, PartialEq, Eq)]
@@ -28,6 +39,13 @@ impl fmt::Debug for Secret {
 impl fmt::Display for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&redact_url(&self.0))
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Self::new(s))
     }
 }
 
@@ -58,53 +76,421 @@ pub fn redact_url(url: &str) -> String {
 }
 
 /// Log output format.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
+    #[value(alias = "text", alias = "pretty")]
     Human,
     Json,
 }
 
-/// Runtime settings of one service process.
+/// Whether HTTP APIs require API keys.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum AuthMode {
+    /// Every API route needs a bearer key with the route's scope.
+    Keys,
+    /// No authentication (local development only; logged as a WARN at every start).
+    Open,
+}
+
+/// Parses `250ms`, `2s`, `1m`, `1.5s` or plain seconds (`3`).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    let (number, unit) = match t.find(|c: char| !(c.is_ascii_digit() || c == '.')) {
+        Some(i) => (&t[..i], t[i..].trim()),
+        None => (t, "s"),
+    };
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration (e.g. 500ms, 2s, 1m)"))?;
+    let secs = match unit {
+        "ms" => value / 1000.0,
+        "s" => value,
+        "m" => value * 60.0,
+        _ => return Err(format!("{text:?}: unknown unit {unit:?} (ms, s, m)")),
+    };
+    Duration::try_from_secs_f64(secs).map_err(|e| format!("{text:?}: {e}"))
+}
+
+/// Logging settings alone, for binaries that use no broker or database.
+#[derive(Clone, Debug, clap::Args)]
+pub struct LogArgs {
+    /// Log format; the filter comes from RUST_LOG (default info).
+    #[arg(
+        long,
+        env = "ORDERBUS_LOG_FORMAT",
+        value_enum,
+        ignore_case = true,
+        default_value = "human",
+        help_heading = "Runtime"
+    )]
+    pub log_format: LogFormat,
+}
+
+/// Every runtime setting, as flags and `ORDERBUS_*` environment variables. Flatten it into a
+/// binary's `clap::Parser` with `#[command(flatten)]`.
+#[derive(Clone, Debug, clap::Args)]
+pub struct RuntimeArgs {
+    /// RabbitMQ URL.
+    #[arg(long, env = "ORDERBUS_AMQP_URL", default_value = DEFAULT_AMQP_URL, hide_env_values = true, hide_default_value = true, help_heading = "Runtime")]
+    pub amqp_url: Secret,
+    /// PostgreSQL URL [default: postgres://postgres@127.0.0.1:5432/<service name>].
+    #[arg(
+        long,
+        env = "ORDERBUS_DATABASE_URL",
+        hide_env_values = true,
+        help_heading = "Runtime"
+    )]
+    pub database_url: Option<Secret>,
+    /// Fallback for ORDERBUS_DATABASE_URL (the name sqlx tools use).
+    #[arg(long = "database-url-fallback", env = "DATABASE_URL", hide = true)]
+    pub database_url_fallback: Option<Secret>,
+    /// Address of the HTTP server (API and /healthz, /readyz, /metrics).
+    #[arg(long, env = "ORDERBUS_HTTP_ADDR", default_value_t = IpAddr::V4(Ipv4Addr::UNSPECIFIED), help_heading = "Runtime")]
+    pub http_addr: IpAddr,
+    /// Port of the HTTP server (0 = any free port).
+    #[arg(
+        long,
+        env = "ORDERBUS_HTTP_PORT",
+        default_value_t = 8080,
+        help_heading = "Runtime"
+    )]
+    pub http_port: u16,
+    #[command(flatten)]
+    pub log: LogArgs,
+    /// Drain time after SIGTERM/SIGINT, in seconds (keep it below the pod's
+    /// terminationGracePeriodSeconds).
+    #[arg(
+        long,
+        env = "ORDERBUS_SHUTDOWN_GRACE_SECS",
+        default_value_t = 20,
+        help_heading = "Runtime"
+    )]
+    pub shutdown_grace_secs: u64,
+    /// PostgreSQL pool size: one per consumer worker or partition while it works, plus the
+    /// relay, its LISTEN and HTTP; replicas × this must fit the server's limit.
+    #[arg(
+        long,
+        env = "ORDERBUS_DB_MAX_CONNECTIONS",
+        default_value_t = 20,
+        help_heading = "Database"
+    )]
+    pub db_max_connections: u32,
+    /// Longest wait for a pooled connection, in ms.
+    #[arg(
+        long,
+        env = "ORDERBUS_DB_ACQUIRE_TIMEOUT_MS",
+        default_value_t = 5000,
+        help_heading = "Database"
+    )]
+    pub db_acquire_timeout_ms: u64,
+    /// Server-side statement_timeout, in ms.
+    #[arg(
+        long,
+        env = "ORDERBUS_DB_STATEMENT_TIMEOUT_MS",
+        default_value_t = 10000,
+        help_heading = "Database"
+    )]
+    pub db_statement_timeout_ms: u64,
+    /// How often readiness probes the database (`database` flag of /readyz), in ms.
+    #[arg(
+        long,
+        env = "ORDERBUS_DB_PROBE_INTERVAL_MS",
+        default_value_t = 2000,
+        help_heading = "Database"
+    )]
+    pub db_probe_interval_ms: u64,
+    /// Timeout of one readiness probe (connect + SELECT 1), in ms.
+    #[arg(
+        long,
+        env = "ORDERBUS_DB_PROBE_TIMEOUT_MS",
+        default_value_t = 1000,
+        help_heading = "Database"
+    )]
+    pub db_probe_timeout_ms: u64,
+    /// Run the service's migrations at start (false when a Job or init container migrates).
+    #[arg(long, env = "ORDERBUS_RUN_MIGRATIONS", default_value_t = true, action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new(), help_heading = "Database")]
+    pub run_migrations: bool,
+    #[command(flatten)]
+    pub consumer: ConsumerArgs,
+    #[command(flatten)]
+    pub relay: RelayArgs,
+    #[command(flatten)]
+    pub auth: AuthArgs,
+}
+
+/// Consumer settings. The `Option`s override what the service's topology declares.
+#[derive(Clone, Debug, clap::Args)]
+pub struct ConsumerArgs {
+    /// Longest a handler may run before the delivery is retried, in ms.
+    #[arg(
+        long,
+        env = "ORDERBUS_HANDLER_TIMEOUT_MS",
+        default_value_t = 30000,
+        help_heading = "Consumers"
+    )]
+    pub handler_timeout_ms: u64,
+    /// Prefetch of every subscription [default: the service's, e.g. storefront 100].
+    #[arg(long, env = "ORDERBUS_CONSUMER_PREFETCH", help_heading = "Consumers")]
+    pub consumer_prefetch: Option<u16>,
+    /// Messages applied in one transaction [default: the service's, e.g. storefront 20].
+    #[arg(long, env = "ORDERBUS_CONSUMER_BATCH", help_heading = "Consumers")]
+    pub consumer_batch: Option<usize>,
+    /// Partitions of the subscriptions the service partitions (those declared with more than
+    /// one) [default: the service's, e.g. storefront 4].
+    #[arg(long, env = "ORDERBUS_CONSUMER_PARTITIONS", help_heading = "Consumers")]
+    pub consumer_partitions: Option<usize>,
+    /// Delay tiers of the retry chain, comma-separated (e.g. 5s,30s,5m) [default: the
+    /// service's].
+    #[arg(long, env = "ORDERBUS_RETRY_TIERS", value_delimiter = ',', value_parser = parse_duration, help_heading = "Consumers")]
+    pub retry_tiers: Option<Vec<Duration>>,
+}
+
+/// Outbox relay settings.
+#[derive(Clone, Debug, clap::Args)]
+pub struct RelayArgs {
+    /// Run the outbox relay in this process (false for a replica that must not relay).
+    #[arg(long = "relay", env = "ORDERBUS_RELAY", default_value_t = true, action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new(), help_heading = "Relay")]
+    pub run_relay: bool,
+    /// Outbox rows claimed and published per round.
+    #[arg(long, env = "ORDERBUS_RELAY_BATCH", default_value_t = RelayConfig::default().batch_size, help_heading = "Relay")]
+    pub relay_batch: i64,
+    /// Batches published but not yet confirmed at once (1 = stop-and-go).
+    #[arg(long, env = "ORDERBUS_RELAY_WINDOW", default_value_t = RelayConfig::default().max_in_flight_batches, help_heading = "Relay")]
+    pub relay_window: usize,
+    /// How long a relay's claim on rows is valid, in seconds (a crashed relay's rows are
+    /// claimable after it).
+    #[arg(long, env = "ORDERBUS_RELAY_LEASE_SECS", default_value_t = RelayConfig::default().lease.as_secs(), help_heading = "Relay")]
+    pub relay_lease_secs: u64,
+    /// Periodic sweep for rows LISTEN/NOTIFY missed, in ms.
+    #[arg(long, env = "ORDERBUS_RELAY_SWEEP_MS", default_value_t = RelayConfig::default().sweep_interval.as_millis() as u64, help_heading = "Relay")]
+    pub relay_sweep_ms: u64,
+}
+
+/// API authentication settings.
+#[derive(Clone, Debug, clap::Args)]
+pub struct AuthArgs {
+    /// `keys` (default): API routes need a bearer key; `open`: no authentication (local
+    /// development only, logged as a WARN at every start).
+    #[arg(
+        long,
+        env = "ORDERBUS_AUTH",
+        value_enum,
+        ignore_case = true,
+        default_value = "keys",
+        help_heading = "Authentication"
+    )]
+    pub auth: AuthMode,
+    /// API clients: `client=NAME;scopes=S1,S2;sha256=HEX` entries separated by whitespace or
+    /// `|` (the SHA-256 of each key, never the key; mint one with the `api-key` command).
+    #[arg(
+        long,
+        env = "ORDERBUS_API_KEYS",
+        hide_env_values = true,
+        help_heading = "Authentication"
+    )]
+    pub api_keys: Option<String>,
+    /// A file with the same entries (one or more per line, `#` comments).
+    #[arg(long, env = "ORDERBUS_API_KEYS_FILE", help_heading = "Authentication")]
+    pub api_keys_file: Option<PathBuf>,
+}
+
+/// Overrides of the topology a service declares (from [`ConsumerArgs`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TopologyOverrides {
+    pub prefetch: Option<u16>,
+    pub batch: Option<usize>,
+    pub partitions: Option<usize>,
+    pub retry_tiers: Option<Vec<Duration>>,
+}
+
+impl TopologyOverrides {
+    /// Applies the overrides: prefetch and batch to every subscription, partitions to those
+    /// declared with more than one, the retry tiers to the whole topology.
+    pub fn apply(&self, mut topology: Topology) -> Topology {
+        if let Some(tiers) = &self.retry_tiers {
+            topology.retry_tiers = tiers.clone();
+        }
+        for sub in &mut topology.subscriptions {
+            if let Some(p) = self.prefetch {
+                sub.prefetch = p;
+            }
+            if let Some(b) = self.batch {
+                sub.batch = b;
+            }
+            if let (Some(n), true) = (self.partitions, sub.partitions > 1) {
+                sub.partitions = n;
+            }
+        }
+        topology
+    }
+}
+
+/// Runtime settings of one service process, resolved.
 #[derive(Clone, Debug)]
 pub struct Config {
     pub service: String,
-    /// `ORDERBUS_AMQP_URL`, default `amqp://guest:guest@127.0.0.1:5672/%2f?heartbeat=10`.
     pub amqp_url: Secret,
-    /// `ORDERBUS_DATABASE_URL` or `DATABASE_URL`, default `postgres://postgres@127.0.0.1:5432/<service>`.
     pub database_url: Secret,
-    /// `ORDERBUS_HTTP_ADDR` (`0.0.0.0`) + `ORDERBUS_HTTP_PORT` (8080; 0 = any free port).
     pub http_addr: SocketAddr,
-    /// `ORDERBUS_LOG_FORMAT` = `json` | `human` (default human); filter from `RUST_LOG`.
     pub log_format: LogFormat,
-    /// `ORDERBUS_SHUTDOWN_GRACE_SECS` (default 20; keep it below the pod's grace period).
     pub shutdown_grace: Duration,
-    /// `ORDERBUS_DB_MAX_CONNECTIONS` (default 20: one per consumer worker or partition, the
-    /// relay and its LISTEN, the HTTP handlers).
     pub db_max_connections: u32,
-    /// `ORDERBUS_DB_ACQUIRE_TIMEOUT_MS` (default 5000).
     pub db_acquire_timeout: Duration,
-    /// `ORDERBUS_DB_STATEMENT_TIMEOUT_MS` (default 10000): server-side `statement_timeout`.
+    /// Server-side `statement_timeout`.
     pub db_statement_timeout: Duration,
-    /// `ORDERBUS_RELAY` = `false` to run no outbox relay in this process (default true).
+    /// Interval and timeout of the database readiness probe.
+    pub db_probe_interval: Duration,
+    pub db_probe_timeout: Duration,
     pub run_relay: bool,
-    /// `ORDERBUS_RUN_MIGRATIONS` = `false` when a Job/init container migrates (default true).
     pub run_migrations: bool,
+    pub consumer: ConsumerConfig,
+    pub relay: RelayConfig,
+    pub topology: TopologyOverrides,
+    pub auth: AuthSettings,
 }
 
-/// A malformed environment variable.
+/// A malformed setting.
 #[derive(Debug, thiserror::Error)]
-#[error("environment variable {name}: {reason}")]
+#[error("setting {name}: {reason}")]
 pub struct ConfigError {
     pub name: &'static str,
     pub reason: String,
 }
 
+/// Parses only the runtime settings (from the environment when `args` has just a program name).
+#[derive(clap::Parser, Debug)]
+#[command(no_binary_name = false)]
+struct RuntimeOnly {
+    #[command(flatten)]
+    runtime: RuntimeArgs,
+}
+
+impl RuntimeArgs {
+    /// Parses the runtime settings alone from `args` (the first is the program name) and the
+    /// environment; for tests and for services without their own parser.
+    pub fn try_parse_from<I, T>(args: I) -> Result<Self, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        use clap::Parser;
+        RuntimeOnly::try_parse_from(args).map(|r| r.runtime)
+    }
+
+    /// The resolved settings for `service` (the default database is named after it).
+    pub fn config(&self, service: &str) -> Result<Config, ConfigError> {
+        let defaults = Config::local(service);
+        let database_url = self
+            .database_url
+            .clone()
+            .or_else(|| self.database_url_fallback.clone())
+            .unwrap_or(defaults.database_url);
+        let consumer = ConsumerConfig {
+            handler_timeout: Duration::from_millis(self.consumer.handler_timeout_ms),
+            ..ConsumerConfig::default()
+        };
+        let relay = RelayConfig {
+            batch_size: positive(self.relay.relay_batch, "ORDERBUS_RELAY_BATCH")?,
+            max_in_flight_batches: positive(self.relay.relay_window, "ORDERBUS_RELAY_WINDOW")?,
+            lease: Duration::from_secs(positive(
+                self.relay.relay_lease_secs,
+                "ORDERBUS_RELAY_LEASE_SECS",
+            )?),
+            sweep_interval: Duration::from_millis(positive(
+                self.relay.relay_sweep_ms,
+                "ORDERBUS_RELAY_SWEEP_MS",
+            )?),
+            ..RelayConfig::default()
+        };
+        let topology = TopologyOverrides {
+            prefetch: self
+                .consumer
+                .consumer_prefetch
+                .map(|p| positive(p, "ORDERBUS_CONSUMER_PREFETCH"))
+                .transpose()?,
+            batch: self
+                .consumer
+                .consumer_batch
+                .map(|b| positive(b, "ORDERBUS_CONSUMER_BATCH"))
+                .transpose()?,
+            partitions: self
+                .consumer
+                .consumer_partitions
+                .map(|p| positive(p, "ORDERBUS_CONSUMER_PARTITIONS"))
+                .transpose()?,
+            retry_tiers: self.consumer.retry_tiers.clone(),
+        };
+        Ok(Config {
+            service: service.to_owned(),
+            amqp_url: self.amqp_url.clone(),
+            database_url,
+            http_addr: SocketAddr::new(self.http_addr, self.http_port),
+            log_format: self.log.log_format,
+            shutdown_grace: Duration::from_secs(self.shutdown_grace_secs),
+            db_max_connections: positive(self.db_max_connections, "ORDERBUS_DB_MAX_CONNECTIONS")?,
+            db_acquire_timeout: Duration::from_millis(self.db_acquire_timeout_ms),
+            db_statement_timeout: Duration::from_millis(self.db_statement_timeout_ms),
+            db_probe_interval: Duration::from_millis(positive(
+                self.db_probe_interval_ms,
+                "ORDERBUS_DB_PROBE_INTERVAL_MS",
+            )?),
+            db_probe_timeout: Duration::from_millis(positive(
+                self.db_probe_timeout_ms,
+                "ORDERBUS_DB_PROBE_TIMEOUT_MS",
+            )?),
+            run_relay: self.relay.run_relay,
+            run_migrations: self.run_migrations,
+            consumer,
+            relay,
+            topology,
+            auth: self.auth.settings()?,
+        })
+    }
+}
+
+impl AuthArgs {
+    fn settings(&self) -> Result<AuthSettings, ConfigError> {
+        let mut text = self.api_keys.clone().unwrap_or_default();
+        if let Some(path) = &self.api_keys_file {
+            let file = std::fs::read_to_string(path).map_err(|e| ConfigError {
+                name: "ORDERBUS_API_KEYS_FILE",
+                reason: format!("reading {}: {e}", path.display()),
+            })?;
+            text.push('\n');
+            text.push_str(&file);
+        }
+        let keys = ApiKeys::parse(&text).map_err(|e| ConfigError {
+            name: "ORDERBUS_API_KEYS",
+            reason: e.to_string(),
+        })?;
+        Ok(AuthSettings {
+            mode: self.auth,
+            keys,
+        })
+    }
+}
+
+fn positive<T: PartialOrd + Default + fmt::Display>(
+    value: T,
+    name: &'static str,
+) -> Result<T, ConfigError> {
+    if value > T::default() {
+        Ok(value)
+    } else {
+        Err(ConfigError {
+            name,
+            reason: format!("{value} must be greater than 0"),
+        })
+    }
+}
+
 impl Config {
-    /// Local defaults for `service`.
+    /// Local defaults for `service` (what [`RuntimeArgs`] yields with no flags and no
+    /// environment), with authentication required and no keys.
     pub fn local(service: &str) -> Self {
         Self {
             service: service.to_owned(),
-            amqp_url: Secret::new("amqp://guest:guest@127.0.0.1:5672/%2f?heartbeat=10"),
+            amqp_url: Secret::new(DEFAULT_AMQP_URL),
             database_url: Secret::new(format!("postgres://postgres@127.0.0.1:5432/{service}")),
             http_addr: SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 8080),
             log_format: LogFormat::Human,
@@ -112,85 +498,30 @@ impl Config {
             db_max_connections: 20,
             db_acquire_timeout: Duration::from_secs(5),
             db_statement_timeout: Duration::from_secs(10),
+            db_probe_interval: Duration::from_secs(2),
+            db_probe_timeout: Duration::from_secs(1),
             run_relay: true,
             run_migrations: true,
+            consumer: ConsumerConfig::default(),
+            relay: RelayConfig::default(),
+            topology: TopologyOverrides::default(),
+            auth: AuthSettings::default(),
         }
     }
 
-    /// Reads the environment over the local defaults.
+    /// The runtime settings from the environment alone (no command-line flags).
     pub fn from_env(service: &str) -> Result<Self, ConfigError> {
-        Self::from_lookup(service, |k| std::env::var(k).ok())
-    }
-
-    /// Same as [`Config::from_env`] with an explicit lookup (tests).
-    pub fn from_lookup(
-        service: &str,
-        get: impl Fn(&str) -> Option<String>,
-    ) -> Result<Self, ConfigError> {
-        let mut c = Self::local(service);
-        if let Some(v) = get("ORDERBUS_AMQP_URL") {
-            c.amqp_url = Secret::new(v);
-        }
-        if let Some(v) = get("ORDERBUS_DATABASE_URL").or_else(|| get("DATABASE_URL")) {
-            c.database_url = Secret::new(v);
-        }
-        let ip: IpAddr = parse(&get, "ORDERBUS_HTTP_ADDR")?.unwrap_or(c.http_addr.ip());
-        let port: u16 = parse(&get, "ORDERBUS_HTTP_PORT")?.unwrap_or(c.http_addr.port());
-        c.http_addr = SocketAddr::new(ip, port);
-        if let Some(v) = get("ORDERBUS_LOG_FORMAT") {
-            c.log_format = match v.to_ascii_lowercase().as_str() {
-                "json" => LogFormat::Json,
-                "human" | "text" | "pretty" => LogFormat::Human,
-                other => {
-                    return Err(ConfigError {
-                        name: "ORDERBUS_LOG_FORMAT",
-                        reason: format!("{other:?} is not json|human"),
-                    })
-                }
-            };
-        }
-        if let Some(s) = parse::<u64>(&get, "ORDERBUS_SHUTDOWN_GRACE_SECS")? {
-            c.shutdown_grace = Duration::from_secs(s);
-        }
-        if let Some(n) = parse(&get, "ORDERBUS_DB_MAX_CONNECTIONS")? {
-            c.db_max_connections = n;
-        }
-        if let Some(ms) = parse::<u64>(&get, "ORDERBUS_DB_ACQUIRE_TIMEOUT_MS")? {
-            c.db_acquire_timeout = Duration::from_millis(ms);
-        }
-        if let Some(ms) = parse::<u64>(&get, "ORDERBUS_DB_STATEMENT_TIMEOUT_MS")? {
-            c.db_statement_timeout = Duration::from_millis(ms);
-        }
-        if let Some(b) = parse(&get, "ORDERBUS_RELAY")? {
-            c.run_relay = b;
-        }
-        if let Some(b) = parse(&get, "ORDERBUS_RUN_MIGRATIONS")? {
-            c.run_migrations = b;
-        }
-        Ok(c)
-    }
-}
-
-fn parse<T: std::str::FromStr>(
-    get: &impl Fn(&str) -> Option<String>,
-    name: &'static str,
-) -> Result<Option<T>, ConfigError>
-where
-    T::Err: fmt::Display,
-{
-    match get(name) {
-        None => Ok(None),
-        Some(v) => v.trim().parse().map(Some).map_err(|e: T::Err| ConfigError {
-            name,
+        let args = RuntimeArgs::try_parse_from([service]).map_err(|e| ConfigError {
+            name: "environment",
             reason: e.to_string(),
-        }),
+        })?;
+        args.config(service)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
 
     #[test]
     fn passwords_are_redacted() {
@@ -209,23 +540,75 @@ mod tests {
         assert!(!format!("{c:?}").contains("guest:guest"));
     }
 
+    fn parse(args: &[&str]) -> Result<Config, String> {
+        let mut all = vec!["svc"];
+        all.extend_from_slice(args);
+        RuntimeArgs::try_parse_from(all)
+            .map_err(|e| e.to_string())?
+            .config("svc")
+            .map_err(|e| e.to_string())
+    }
+
     #[test]
-    fn env_overrides_defaults() {
-        let env: HashMap<&str, &str> = [
-            ("ORDERBUS_HTTP_PORT", "0"),
-            ("ORDERBUS_LOG_FORMAT", "json"),
-            ("DATABASE_URL", "postgres://x@db/y"),
-            ("ORDERBUS_SHUTDOWN_GRACE_SECS", "7"),
-        ]
-        .into_iter()
-        .collect();
-        let c = Config::from_lookup("svc", |k| env.get(k).map(|v| (*v).to_owned())).unwrap();
+    fn flags_override_defaults() {
+        let c = parse(&[
+            "--http-port",
+            "0",
+            "--log-format",
+            "JSON",
+            "--database-url",
+            "postgres://x@db/y",
+            "--shutdown-grace-secs",
+            "7",
+            "--relay",
+            "false",
+            "--retry-tiers",
+            "200ms,1s,2m",
+            "--consumer-prefetch",
+            "5",
+        ])
+        .unwrap();
         assert_eq!(c.http_addr.port(), 0);
         assert_eq!(c.log_format, LogFormat::Json);
         assert_eq!(c.database_url.expose(), "postgres://x@db/y");
         assert_eq!(c.shutdown_grace, Duration::from_secs(7));
         assert!(c.amqp_url.expose().contains("heartbeat=10"));
-        let bad = Config::from_lookup("svc", |k| (k == "ORDERBUS_HTTP_PORT").then(|| "x".into()));
-        assert!(bad.is_err());
+        assert!(!c.run_relay);
+        assert_eq!(
+            c.topology.retry_tiers,
+            Some(vec![
+                Duration::from_millis(200),
+                Duration::from_secs(1),
+                Duration::from_secs(120)
+            ])
+        );
+        assert_eq!(c.topology.prefetch, Some(5));
+        assert!(parse(&["--http-port", "x"]).is_err());
+        assert!(parse(&["--db-max-connections", "0"]).is_err());
+        assert!(parse(&["--log-format", "xml"]).is_err());
+    }
+
+    #[test]
+    fn defaults_match_local() {
+        let c = parse(&[]).unwrap();
+        let l = Config::local("svc");
+        assert_eq!(c.http_addr, l.http_addr);
+        assert_eq!(c.shutdown_grace, l.shutdown_grace);
+        assert_eq!(c.db_max_connections, l.db_max_connections);
+        assert_eq!(c.relay.batch_size, l.relay.batch_size);
+        assert_eq!(c.relay.lease, l.relay.lease);
+        assert_eq!(c.consumer.handler_timeout, l.consumer.handler_timeout);
+        assert_eq!(c.topology, TopologyOverrides::default());
+    }
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
+        assert_eq!(parse_duration("1m"), Ok(Duration::from_secs(60)));
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("3h").is_err());
+        assert!(parse_duration("-1s").is_err());
     }
 }

@@ -1,9 +1,15 @@
-//! PgPool with acquire timeout, server-side statement_timeout and an idle probe.
+//! PgPool with acquire timeout, server-side statement_timeout and an idle probe; the database
+//! readiness probe; the "database unavailable" classifier and its 503 answer.
 
 use std::time::Duration;
 
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use orderbus_bus::Health;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{Executor, PgPool};
+use sqlx::{ConnectOptions, Executor, PgConnection, PgPool};
+use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 
@@ -21,7 +27,7 @@ pub fn pool(config: &Config) -> Result<PgPool, sqlx::Error> {
         .acquire_timeout(config.db_acquire_timeout)
         .test_before_acquire(false)
         // A connection that sat idle may be half-open; probe it under its own short timeout
-        // instead of hanging on the first real query (messaging.md A3).
+        // instead of hanging on the first real query.
         .before_acquire(move |conn, meta| {
             Box::pin(async move {
                 if meta.idle_for < Duration::from_secs(30) {
@@ -51,7 +57,7 @@ pub enum CreateDatabaseError {
 /// server's `postgres` database. For local development (`make run`); in production the
 /// database is provisioned, not created by the service. Returns whether it was created.
 pub async fn create_database_if_missing(database_url: &str) -> Result<bool, CreateDatabaseError> {
-    use sqlx::{AssertSqlSafe, ConnectOptions};
+    use sqlx::AssertSqlSafe;
     let options: PgConnectOptions = database_url.parse()?;
     let name = options
         .get_database()
@@ -82,5 +88,116 @@ pub async fn create_database_if_missing(database_url: &str) -> Result<bool, Crea
         // Another process created it between our check and our CREATE.
         Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P04") => Ok(false),
         Err(e) => Err(e.into()),
+    }
+}
+
+/// Readiness flag of the database probe.
+pub const DATABASE_FLAG: &str = "database";
+
+/// Seconds a client is told to wait (`Retry-After`) while the database is unreachable.
+pub const RETRY_AFTER_SECS: u64 = 5;
+
+/// Whether `e` means "the database cannot be reached right now" (worth a retry later) rather
+/// than a bad query or data: pool timeout or closed, I/O, TLS, a crashed connection worker,
+/// SQLSTATE class 08 (connection exception), 57P01..57P03 (admin/crash shutdown, cannot connect
+/// now).
+pub fn is_unavailable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|c| c.starts_with("08") || c.starts_with("57P0")),
+        _ => false,
+    }
+}
+
+/// The answer for a request that needs the unreachable database: 503 with `Retry-After` and
+/// the API's JSON error shape.
+pub fn unavailable_response() -> Response {
+    let mut response = (
+        StatusCode::SERVICE_UNAVAILABLE,
+        Json(serde_json::json!({
+            "error": "unavailable",
+            "message": "the database is unreachable; retry later",
+        })),
+    )
+        .into_response();
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+    response
+}
+
+/// Keeps the `database` readiness flag current: one dedicated connection (not from the pool,
+/// so a busy pool does not read as an outage), `SELECT 1` every `interval` under `timeout`,
+/// reconnecting after a failure.
+pub async fn probe(
+    config: &crate::Config,
+    health: Health,
+    shutdown: CancellationToken,
+) -> Result<(), sqlx::Error> {
+    let options: PgConnectOptions = config.database_url.expose().parse()?;
+    let (interval, timeout) = (config.db_probe_interval, config.db_probe_timeout);
+    let mut conn: Option<PgConnection> = None;
+    let mut was_up = None;
+    loop {
+        let up = tokio::time::timeout(timeout, async {
+            if conn.is_none() {
+                conn = Some(options.connect().await?);
+            }
+            match conn.as_mut() {
+                Some(c) => c.execute("SELECT 1").await.map(|_| ()),
+                None => Ok(()),
+            }
+        })
+        .await;
+        let up = match up {
+            Ok(Ok(())) => true,
+            Ok(Err(e)) => {
+                if was_up != Some(false) {
+                    tracing::warn!(error = %e, "database unreachable; not ready");
+                }
+                false
+            }
+            Err(_) => {
+                if was_up != Some(false) {
+                    tracing::warn!(?timeout, "database probe timed out; not ready");
+                }
+                false
+            }
+        };
+        if !up {
+            conn = None;
+        } else if was_up == Some(false) {
+            tracing::info!("database reachable again");
+        }
+        was_up = Some(up);
+        health.set(DATABASE_FLAG, up);
+        tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            _ = tokio::time::sleep(interval) => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connection_failures_are_unavailable_and_query_errors_are_not() {
+        assert!(is_unavailable(&sqlx::Error::PoolTimedOut));
+        assert!(is_unavailable(&sqlx::Error::Io(std::io::Error::from(
+            std::io::ErrorKind::ConnectionReset
+        ))));
+        assert!(!is_unavailable(&sqlx::Error::RowNotFound));
+        assert!(!is_unavailable(&sqlx::Error::Protocol("x".into())));
+        let r = unavailable_response();
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(r.headers()[header::RETRY_AFTER], "5");
     }
 }

@@ -70,3 +70,67 @@ async fn metrics_text(State(ops): State<Ops>) -> impl IntoResponse {
         None => (StatusCode::NOT_FOUND, String::from("no recorder")),
     }
 }
+
+/// Header of the request id (taken from the request, else a new UUID; echoed in the response).
+pub const REQUEST_ID: &str = "x-request-id";
+
+/// Ops paths: their request lines log at debug (probes and scrapes every few seconds).
+const OPS_PATHS: [&str; 3] = ["/healthz", "/readyz", "/metrics"];
+
+/// A `request` span per request (`method`, `path`, `request_id`, `trace_id`, `client` once
+/// authenticated) and one line when it is answered; the handler runs inside the request's
+/// trace context (continuing an incoming `traceparent`), so the messages it enqueues continue
+/// the trace.
+pub fn trace_requests(router: Router) -> Router {
+    router.layer(axum::middleware::from_fn(trace_request))
+}
+
+async fn trace_request(
+    mut req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::http::HeaderValue;
+    use orderbus_bus::trace::{in_context, TraceContext, TRACEPARENT};
+    use tracing::Instrument;
+
+    let request_id = req
+        .headers()
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned);
+    let ctx =
+        TraceContext::continue_or_new(req.headers().get(TRACEPARENT).and_then(|v| v.to_str().ok()));
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let span = tracing::info_span!(
+        "request",
+        method = %method,
+        path = %path,
+        request_id = %request_id,
+        trace_id = %ctx.trace_id(),
+        client = tracing::field::Empty,
+    );
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        req.headers_mut().insert(REQUEST_ID, v);
+    }
+    let started = std::time::Instant::now();
+    let mut response = in_context(ctx, next.run(req))
+        .instrument(span.clone())
+        .await;
+    let status = response.status().as_u16();
+    let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+    span.in_scope(|| {
+        if OPS_PATHS.contains(&path.as_str()) {
+            tracing::debug!(status, elapsed_ms, "request")
+        } else if status >= 500 {
+            tracing::warn!(status, elapsed_ms, "request")
+        } else {
+            tracing::info!(status, elapsed_ms, "request")
+        }
+    });
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert(REQUEST_ID, v);
+    }
+    response
+}

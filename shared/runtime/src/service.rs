@@ -1,18 +1,20 @@
 //! The `run` entry point: HTTP server, consumers and relay as supervised tasks, graceful drain.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::Router;
-use orderbus_bus::{
-    merged_migrator, ConsumerConfig, Consumers, Health, Relay, RelayConfig, Topology,
-};
+use orderbus_bus::{ConsumerConfig, Consumers, Health, Relay, RelayConfig, Topology};
 use sqlx::migrate::Migrator;
 use sqlx::PgPool;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::auth::{Auth, NoApiKeys};
 use crate::config::{Config, ConfigError};
+use crate::migrate::DuplicateMigration;
+use crate::task::{supervise_task, TaskContext, TaskOptions, TaskSpec};
 use crate::{db, http, telemetry};
 
 /// Why the service stopped abnormally.
@@ -20,29 +22,36 @@ use crate::{db, http, telemetry};
 pub enum RuntimeError {
     #[error(transparent)]
     Config(#[from] ConfigError),
+    #[error(transparent)]
+    Auth(#[from] NoApiKeys),
     #[error("database: {0}")]
     Db(#[from] sqlx::Error),
     #[error("migrations: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error(transparent)]
+    DuplicateMigration(#[from] DuplicateMigration),
     #[error("http listener: {0}")]
     Io(#[from] std::io::Error),
     #[error("task {task} stopped unexpectedly: {reason}")]
-    TaskEnded { task: &'static str, reason: String },
+    TaskEnded { task: String, reason: String },
     #[error("shut down before the service was up")]
     Cancelled,
 }
 
 type RouteBuilder = Box<dyn FnOnce(PgPool) -> Router + Send>;
+type ApiBuilder = Box<dyn FnOnce(PgPool, Auth) -> Router + Send>;
 
-/// A service process: its topology, migrations and HTTP routes.
+/// A service process: its topology, migrations, HTTP routes and background tasks.
 pub struct Service {
     name: String,
     topology: Topology,
-    migrator: Option<&'static Migrator>,
+    migrators: Vec<&'static Migrator>,
     routes: Option<RouteBuilder>,
+    api: Option<ApiBuilder>,
+    tasks: Vec<TaskSpec>,
     config: Option<Config>,
-    consumer_config: ConsumerConfig,
-    relay_config: RelayConfig,
+    consumer_config: Option<ConsumerConfig>,
+    relay_config: Option<RelayConfig>,
 }
 
 /// A started service (tests use its address and pool).
@@ -68,7 +77,7 @@ impl Running {
         match self.task.await {
             Ok(r) => r,
             Err(e) => Err(RuntimeError::TaskEnded {
-                task: "service",
+                task: "service".into(),
                 reason: e.to_string(),
             }),
         }
@@ -80,23 +89,64 @@ impl Service {
         Self {
             name: name.into(),
             topology,
-            migrator: None,
+            migrators: Vec::new(),
             routes: None,
+            api: None,
+            tasks: Vec::new(),
             config: None,
-            consumer_config: ConsumerConfig::default(),
-            relay_config: RelayConfig::default(),
+            consumer_config: None,
+            relay_config: None,
         }
     }
 
-    /// The service's own migrations (merged after the bus's).
+    /// Migrations to run with the bus's: the service's own and those of building blocks it
+    /// uses (each a distinct version range). May be called several times; all are merged in
+    /// version order.
     pub fn migrations(mut self, migrator: &'static Migrator) -> Self {
-        self.migrator = Some(migrator);
+        self.migrators.push(migrator);
         self
     }
 
-    /// The service's HTTP routes, built once the pool exists.
+    /// Unauthenticated HTTP routes (webhooks that verify their own signatures, documents),
+    /// built once the pool exists.
     pub fn routes(mut self, build: impl FnOnce(PgPool) -> Router + Send + 'static) -> Self {
         self.routes = Some(Box::new(build));
+        self
+    }
+
+    /// The service's API, built with its [`Auth`] (protect the routes with
+    /// [`Auth::protect`]). A service with an API refuses to start without API keys unless
+    /// `ORDERBUS_AUTH=open`.
+    pub fn api(mut self, build: impl FnOnce(PgPool, Auth) -> Router + Send + 'static) -> Self {
+        self.api = Some(Box::new(build));
+        self
+    }
+
+    /// A background task run beside HTTP, consumers and relay: restarted with backoff after
+    /// an error or a panic, cancelled through [`TaskContext::shutdown`] and drained on
+    /// shutdown. Does not gate readiness (see [`Service::task_with`]).
+    pub fn task<F, Fut, E>(self, name: &'static str, factory: F) -> Self
+    where
+        F: Fn(TaskContext) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), E>> + Send + 'static,
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        self.task_with(name, TaskOptions::default(), factory)
+    }
+
+    /// [`Service::task`] with explicit options (readiness flag, backoff).
+    pub fn task_with<F, Fut, E>(
+        mut self,
+        name: &'static str,
+        options: TaskOptions,
+        factory: F,
+    ) -> Self
+    where
+        F: Fn(TaskContext) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), E>> + Send + 'static,
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        self.tasks.push(TaskSpec::new(name, options, factory));
         self
     }
 
@@ -106,20 +156,22 @@ impl Service {
         self
     }
 
+    /// Consumer settings in code, over the configured ones.
     pub fn consumer_config(mut self, c: ConsumerConfig) -> Self {
-        self.consumer_config = c;
+        self.consumer_config = Some(c);
         self
     }
 
+    /// Relay settings in code, over the configured ones.
     pub fn relay_config(mut self, c: RelayConfig) -> Self {
-        self.relay_config = c;
+        self.relay_config = Some(c);
         self
     }
 
     /// Runs until SIGTERM/SIGINT, then drains within the configured grace period.
     pub async fn run(self) -> Result<(), RuntimeError> {
         let shutdown = CancellationToken::new();
-        tokio::spawn(signal_listener(shutdown.clone()));
+        crate::signal::cancel_on_signal(shutdown.clone());
         self.start(shutdown).await?.wait().await
     }
 
@@ -131,43 +183,64 @@ impl Service {
         };
         telemetry::init_tracing(config.log_format);
         tracing::info!(service = %self.name, amqp = %config.amqp_url, database = %config.database_url, http = %config.http_addr, "starting");
+        // Before anything else: a service with an API and no keys must not come up at all.
+        let auth = match &self.api {
+            Some(_) => Some(Auth::from_settings(&config.auth, &self.name)?),
+            None => None,
+        };
+        let migrator = crate::migrate::merged(&self.migrators)?;
         let pool = db::pool(&config)?;
         if config.run_migrations {
-            let migrator = match self.migrator {
-                Some(m) => merged_migrator(m),
-                None => merged_migrator(&Migrator::with_migrations(Vec::new())),
-            };
             migrate_with_retry(&migrator, &pool, &shutdown).await?;
         }
         let health = Health::new();
         health.set("shutdown", true);
+        health.set(db::DATABASE_FLAG, false);
+        for spec in &self.tasks {
+            if let Some(flag) = spec.readiness_flag() {
+                health.set(&flag, false);
+            }
+        }
         let listener = tokio::net::TcpListener::bind(config.http_addr).await?;
         let addr = listener.local_addr()?;
         let mut router = http::ops_router(health.clone());
         if let Some(build) = self.routes {
             router = router.merge(build(pool.clone()));
         }
+        if let (Some(build), Some(auth)) = (self.api, auth) {
+            router = router.merge(build(pool.clone(), auth));
+        }
+        let router = http::trace_requests(router);
 
-        let mut tasks: JoinSet<(&'static str, Result<(), String>)> = JoinSet::new();
+        let mut tasks: JoinSet<(String, Result<(), String>)> = JoinSet::new();
         let s = shutdown.clone();
         tasks.spawn(async move {
             let r = axum::serve(listener, router)
                 .with_graceful_shutdown(s.cancelled_owned())
                 .await;
-            ("http", r.map_err(|e| e.to_string()))
+            ("http".to_owned(), r.map_err(|e| e.to_string()))
         });
-        if !self.topology.subscriptions.is_empty() {
+        let (probe_config, probe_health, s) = (config.clone(), health.clone(), shutdown.clone());
+        tasks.spawn(async move {
+            let r = db::probe(&probe_config, probe_health, s).await;
+            ("database-probe".to_owned(), r.map_err(|e| e.to_string()))
+        });
+        let topology = config.topology.apply(self.topology);
+        if !topology.subscriptions.is_empty() {
             let consumers = Consumers::new(
-                self.topology,
+                topology,
                 pool.clone(),
                 config.amqp_url.expose(),
                 health.clone(),
             )
-            .with_config(self.consumer_config);
+            .with_config(
+                self.consumer_config
+                    .unwrap_or_else(|| config.consumer.clone()),
+            );
             let s = shutdown.clone();
             tasks.spawn(async move {
                 (
-                    "consumers",
+                    "consumers".to_owned(),
                     consumers.run(s).await.map_err(|e| e.to_string()),
                 )
             });
@@ -179,9 +252,22 @@ impl Service {
                 self.name.clone(),
                 health.clone(),
             )
-            .with_config(self.relay_config);
+            .with_config(self.relay_config.unwrap_or_else(|| config.relay.clone()));
             let s = shutdown.clone();
-            tasks.spawn(async move { ("relay", relay.run(s).await.map_err(|e| e.to_string())) });
+            tasks.spawn(async move {
+                (
+                    "relay".to_owned(),
+                    relay.run(s).await.map_err(|e| e.to_string()),
+                )
+            });
+        }
+        for spec in self.tasks {
+            let name = format!("task:{}", spec.name);
+            let (pool, health, s) = (pool.clone(), health.clone(), shutdown.clone());
+            tasks.spawn(async move {
+                supervise_task(spec, pool, health, s).await;
+                (name, Ok(()))
+            });
         }
 
         let task = tokio::spawn(supervise(
@@ -201,7 +287,7 @@ impl Service {
 }
 
 async fn supervise(
-    mut tasks: JoinSet<(&'static str, Result<(), String>)>,
+    mut tasks: JoinSet<(String, Result<(), String>)>,
     shutdown: CancellationToken,
     grace: Duration,
     pool: PgPool,
@@ -216,12 +302,12 @@ async fn supervise(
             let (task, reason) = match joined {
                 Ok((name, Ok(()))) => (name, "returned".to_owned()),
                 Ok((name, Err(e))) => (name, e),
-                Err(e) => ("unknown", e.to_string()),
+                Err(e) => ("unknown".to_owned(), e.to_string()),
             };
             if shutdown.is_cancelled() {
-                tracing::debug!(task, "task stopped for the shutdown");
+                tracing::debug!(%task, "task stopped for the shutdown");
             } else {
-                tracing::error!(task, %reason, "task ended; shutting down");
+                tracing::error!(%task, %reason, "task ended; shutting down");
                 failure = Some(RuntimeError::TaskEnded { task, reason });
                 shutdown.cancel();
             }
@@ -233,9 +319,9 @@ async fn supervise(
         while let Some(joined) = tasks.join_next().await {
             match joined {
                 Ok((name, Err(e))) => {
-                    tracing::warn!(task = name, error = %e, "task ended with error")
+                    tracing::warn!(task = %name, error = %e, "task ended with error")
                 }
-                Ok((name, Ok(()))) => tracing::debug!(task = name, "task stopped"),
+                Ok((name, Ok(()))) => tracing::debug!(task = %name, "task stopped"),
                 Err(e) => tracing::warn!(error = %e, "task panicked"),
             }
         }
@@ -276,28 +362,4 @@ async fn migrate_with_retry(
             _ = tokio::time::sleep(backoff.next_delay()) => {}
         }
     }
-}
-
-async fn signal_listener(shutdown: CancellationToken) {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => tracing::info!("SIGTERM"),
-                    _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT"),
-                }
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "no SIGTERM handler; SIGINT only");
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
-    shutdown.cancel();
 }

@@ -9,7 +9,7 @@ use anyhow::{anyhow, Context};
 use deadpool_lapin::lapin::options::{BasicAckOptions, BasicConsumeOptions};
 use deadpool_lapin::lapin::types::{AMQPValue, FieldTable};
 use futures::StreamExt;
-use orderbus_runtime::{CancellationToken, Config, Running, Secret};
+use orderbus_runtime::{ApiKeys, AuthSettings, CancellationToken, Config, Running, Secret};
 use orderbus_storefront::{start, topology, Settings};
 use orderbus_testkit::{unique_suffix, Received, RouteSink, TestDb, TestQueue};
 use serde_json::{json, Value};
@@ -89,6 +89,8 @@ impl Harness {
         config.http_addr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0);
         config.shutdown_grace = Duration::from_secs(5);
         config.db_max_connections = 12;
+        let (key, auth) = api_key()?;
+        config.auth = auth;
         let shutdown = CancellationToken::new();
         let cleanup = BrokerCleanup::for_settings(&settings);
         let erp_routes = erp_routes().await?;
@@ -110,7 +112,7 @@ impl Harness {
         let h = Harness {
             db,
             base,
-            http: reqwest::Client::new(),
+            http: authorized_client(&key)?,
             settings,
             shutdown,
             running: Some(running),
@@ -270,6 +272,28 @@ pub fn order_body(uid: i64, warehouses: &[i64]) -> Value {
             "email": "canvas220@sina.com"
         }
     })
+}
+
+/// A key with the storefront's scopes and the settings that accept it.
+pub fn api_key() -> anyhow::Result<(String, AuthSettings)> {
+    use orderbus_runtime::auth::{mint_key, ORDERS_READ, ORDERS_WRITE};
+    let minted = mint_key("tests", &[ORDERS_READ.into(), ORDERS_WRITE.into()])?;
+    Ok((
+        minted.key,
+        AuthSettings::keys(ApiKeys::parse(&minted.entry)?),
+    ))
+}
+
+/// An HTTP client sending `Authorization: Bearer <key>` with every request.
+pub fn authorized_client(key: &str) -> anyhow::Result<reqwest::Client> {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {key}").parse()?,
+    );
+    Ok(reqwest::Client::builder()
+        .default_headers(headers)
+        .build()?)
 }
 
 /// Polls `probe` until it yields a value; [`WAIT`] is only an upper bound.

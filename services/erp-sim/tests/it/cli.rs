@@ -1,12 +1,10 @@
 //! The built binary: `--help` says what it is; `publish` validates against the contracts before
 //! anything reaches the broker.
 
-mod common;
-
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
 
-use common::{check, fixture, repo_root, WAIT};
+use crate::common::{check, fixture, repo_root, WAIT};
 use orderbus_testkit::{amqp_url, TestQueue};
 use serde_json::Value;
 

@@ -1,9 +1,7 @@
 //! The stand-in plays the ERP over the real broker and database: orders, auto-pay, unpaid
 //! cancel, address changes.
 
-mod common;
-
-use common::{collect, fixture, random_code, Sim};
+use crate::common::{collect, fixture, random_code, Sim};
 use orderbus_contracts::{
     decode, encode, BusMessage, ErpOrderStatus, InvoiceType, OrderPayment, OrderStatus,
     OrderSubmit, PayType, StorefrontOrderStatus,
@@ -210,7 +208,7 @@ async fn unpaid_order_without_the_option_waits_with_nothing_scheduled() {
     )
     .await
     .expect("published");
-    common::wait_count(
+    crate::common::wait_count(
         sim.pool(),
         "SELECT count(*) FROM erp_sim_orders WHERE order_code::text = $1 AND submitted_at IS NOT NULL",
         &code.to_string(),
@@ -240,7 +238,7 @@ async fn address_change_rate_one_sends_erp_delivery_address_update_after_100() {
         .expect("published");
     // The address comes from the submit: pay once it is recorded (submit and payment are
     // consumed from different queues, so their order is otherwise not guaranteed).
-    common::wait_count(
+    crate::common::wait_count(
         sim.pool(),
         "SELECT count(*) FROM erp_sim_orders WHERE order_code::text = $1 AND submit IS NOT NULL",
         &code.to_string(),
@@ -290,7 +288,7 @@ async fn storefront_cancel_stops_the_order_walk() {
     .await
     .expect("published");
     let subject = format!("order:{code}");
-    common::wait_count(
+    crate::common::wait_count(
         sim.pool(),
         "SELECT count(*) FROM erp_sim_scheduled WHERE subject = $1",
         &subject,
@@ -304,7 +302,7 @@ async fn storefront_cancel_stops_the_order_walk() {
     erp.publish("order.orderStatus", &encode(&cancel).expect("encode"))
         .await
         .expect("published");
-    common::wait_count(
+    crate::common::wait_count(
         sim.pool(),
         "SELECT count(*) FROM erp_sim_scheduled WHERE subject = $1 AND cancelled_at IS NOT NULL",
         &subject,

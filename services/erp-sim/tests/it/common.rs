@@ -1,6 +1,5 @@
 //! Shared test harness: a stand-in with its own database and queues, answers captured from a
 //! test queue, decoded with the contracts and validated against the committed JSON Schemas.
-#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};

@@ -1,9 +1,7 @@
 //! Exchanges and returns: create answers (accepted / rejected at the configured rate), the
 //! status walks after the customer's waybill, cancellation, and the red invoice.
 
-mod common;
-
-use common::{collect, fixture, random_code, wait_count, Sim};
+use crate::common::{collect, fixture, random_code, wait_count, Sim};
 use orderbus_contracts::{
     decode, encode, AfterSaleCancelStatus, AfterSaleExpressInfo, AfterSaleKind,
     AfterSaleStatusUpdate, BusMessage, ChangeRefundCancel, CreateChangeOrder, CreateRefundOrder,
