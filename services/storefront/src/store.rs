@@ -14,8 +14,6 @@ pub mod timeline;
 use serde::{Deserialize, Serialize};
 use sqlx::PgConnection;
 
-use crate::ids::{ErpExchangeId, ErpReturnId, ExchangeId, OrderCode, ReturnId};
-
 pub mod after_sales;
 pub mod idempotency;
 pub mod orders;
@@ -120,59 +118,15 @@ pub use events::{offer_exchange_event, offer_order_event, offer_return_event, re
 pub use orders_lock::{ExchangeHead, OrderHead, OrderKind, ReturnHead};
 pub use timeline::{record, Entry};
 
-/// [`orders_lock::lock_order`] for callers that hold the code as a plain `i64`.
-pub async fn lock_order(
-    conn: &mut PgConnection,
-    code: i64,
-) -> Result<Option<OrderHead>, sqlx::Error> {
-    orders_lock::lock_order(conn, OrderCode(code)).await
-}
-
-/// [`orders_lock::lock_children`] for callers that hold the code as a plain `i64`.
-pub async fn lock_children(
-    conn: &mut PgConnection,
-    parent: i64,
-) -> Result<Vec<OrderHead>, sqlx::Error> {
-    orders_lock::lock_children(conn, OrderCode(parent)).await
-}
-
-/// The HTTP handlers' lookup by our id (`by_erp` is always `false` there); the typed
-/// [`orders_lock::lock_exchange`] / [`orders_lock::lock_exchange_by_erp_id`] replace it.
-pub async fn lock_exchange(
-    conn: &mut PgConnection,
-    id: i64,
-    by_erp: bool,
-) -> Result<Option<ExchangeHead>, sqlx::Error> {
-    if by_erp {
-        orders_lock::lock_exchange_by_erp_id(conn, ErpExchangeId(id)).await
-    } else {
-        orders_lock::lock_exchange(conn, ExchangeId(id)).await
-    }
-}
-
-/// The HTTP handlers' lookup by our id (`by_erp` is always `false` there); the typed
-/// [`orders_lock::lock_return`] / [`orders_lock::lock_return_by_erp_id`] replace it.
-pub async fn lock_return(
-    conn: &mut PgConnection,
-    id: i64,
-    by_erp: bool,
-) -> Result<Option<ReturnHead>, sqlx::Error> {
-    if by_erp {
-        orders_lock::lock_return_by_erp_id(conn, ErpReturnId(id)).await
-    } else {
-        orders_lock::lock_return(conn, ReturnId(id)).await
-    }
-}
-
 /// Next id from a sequence.
 pub async fn next_order_code(conn: &mut PgConnection) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar("SELECT nextval('storefront_order_code_seq')")
+    sqlx::query_scalar!(r#"SELECT nextval('storefront_order_code_seq') AS "code!""#)
         .fetch_one(&mut *conn)
         .await
 }
 
 pub async fn next_after_sale_id(conn: &mut PgConnection) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar("SELECT nextval('storefront_after_sale_id_seq')")
+    sqlx::query_scalar!(r#"SELECT nextval('storefront_after_sale_id_seq') AS "id!""#)
         .fetch_one(&mut *conn)
         .await
 }

@@ -129,7 +129,7 @@ impl ApiError {
     fn unavailable(&self) -> bool {
         match self {
             ApiError::Db(e) | ApiError::Outbox(orderbus_bus::OutboxError::Db(e)) => {
-                is_unavailable(e)
+                orderbus_runtime::is_unavailable(e)
             }
             _ => false,
         }
@@ -213,29 +213,6 @@ impl IntoResponse for ApiError {
                 .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
         }
         response
-    }
-}
-
-/// Whether a database error means "unreachable right now" (worth a 503 and a retry) rather
-/// than a bug: pool timeout or closed pool, I/O and TLS failures, a dead worker, a connection
-/// that closed mid-handshake (sqlx reports it as a protocol error: "unexpected response from
-/// SSLRequest"), and the server's connection-exception (08xxx) and shutdown (57P01–57P03)
-/// states.
-///
-/// Private stand-in for the runtime's `is_unavailable(&sqlx::Error)` classifier, which is being
-/// added there; once it is merged this function should call it.
-pub fn is_unavailable(e: &sqlx::Error) -> bool {
-    match e {
-        sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::Io(_)
-        | sqlx::Error::Tls(_)
-        | sqlx::Error::Protocol(_)
-        | sqlx::Error::WorkerCrashed => true,
-        sqlx::Error::Database(db) => db
-            .code()
-            .is_some_and(|code| code.starts_with("08") || code.starts_with("57P0")),
-        _ => false,
     }
 }
 

@@ -47,7 +47,7 @@ fn exchange_reply(
 }
 
 async fn must_exchange(conn: &mut PgConnection, id: ExchangeId) -> Result<ExchangeHead, ApiError> {
-    store::lock_exchange(conn, id.get(), false)
+    store::orders_lock::lock_exchange(conn, id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("exchange {id}")))
 }

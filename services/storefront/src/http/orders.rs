@@ -356,7 +356,7 @@ pub async fn cancel_order(
                 return Err(refused(check, "cancel").on(code, Subject::Order, event.as_str()));
             }
             let children = if order.is_split_parent {
-                store::lock_children(conn, code.get()).await?
+                store::orders_lock::lock_children(conn, code).await?
             } else {
                 Vec::new()
             };
@@ -425,7 +425,7 @@ pub async fn change_address(
             let order = must_order(conn, code).await?;
             let mut targets = vec![order.clone()];
             if order.is_split_parent {
-                targets.extend(store::lock_children(conn, code.get()).await?);
+                targets.extend(store::orders_lock::lock_children(conn, code).await?);
             }
             for t in &targets {
                 if !t.status.address_changeable() {

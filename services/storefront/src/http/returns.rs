@@ -47,7 +47,7 @@ fn return_reply(
 }
 
 async fn must_return(conn: &mut PgConnection, id: ReturnId) -> Result<ReturnHead, ApiError> {
-    store::lock_return(conn, id.get(), false)
+    store::orders_lock::lock_return(conn, id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("return {id}")))
 }

@@ -14,7 +14,7 @@ use crate::store::{self, OrderHead};
 
 /// The order, locked for the rest of the transaction, or 404.
 pub async fn must_order(conn: &mut PgConnection, code: OrderCode) -> Result<OrderHead, ApiError> {
-    store::lock_order(conn, code.get())
+    store::orders_lock::lock_order(conn, code)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("order {code}")))
 }

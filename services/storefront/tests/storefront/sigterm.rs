@@ -37,6 +37,7 @@ impl Process {
             .env("ORDERBUS_HTTP_PORT", port.to_string())
             .env("ORDERBUS_SHUTDOWN_GRACE_SECS", GRACE_SECS.to_string())
             .env("RUST_LOG", "warn")
+            .env("ORDERBUS_AUTH", "open")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .spawn()
