@@ -1,6 +1,7 @@
 //! Consumers: manual ack after commit, inbox dedup, retry tiers, parking, supervision.
 
 use std::collections::VecDeque;
+use std::future::Future;
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -203,14 +204,16 @@ fn put(headers: &mut FieldTable, name: &str, value: impl Into<String>) {
     );
 }
 
-/// A handler for one message type, decoded with serde before the call.
+/// A handler for one message type, decoded before the call. Implement it with a plain
+/// `async fn handle(&self, message: M, delivery: &Delivery, conn: &mut PgConnection) ->
+/// Result<(), HandlerError>`; only the type-erasing adapter ([`typed`]) boxes the future.
 pub trait MessageHandler<M>: Send + Sync + 'static {
-    fn handle<'a>(
-        &'a self,
+    fn handle(
+        &self,
         message: M,
-        delivery: &'a Delivery,
-        conn: &'a mut PgConnection,
-    ) -> HandlerFuture<'a>;
+        delivery: &Delivery,
+        conn: &mut PgConnection,
+    ) -> impl Future<Output = Result<(), HandlerError>> + Send;
 }
 
 struct Typed<M, H> {
@@ -226,7 +229,7 @@ impl<M: Send + Sync + 'static, H: MessageHandler<M>> Handler for Typed<M, H> {
         conn: &'a mut PgConnection,
     ) -> HandlerFuture<'a> {
         match (self.decode)(&delivery.body) {
-            Ok(m) => self.handler.handle(m, delivery, conn),
+            Ok(m) => Box::pin(self.handler.handle(m, delivery, conn)),
             Err(e) => Box::pin(async move { Err(HandlerError::Park(format!("undecodable: {e}"))) }),
         }
     }
