@@ -11,7 +11,7 @@
 //! - uid / order mismatches: parked;
 //! - late, duplicate, out-of-order events: acked, recorded on the timeline as not applied, counted.
 
-use orderbus_bus::{Delivery, HandlerError, HandlerFuture, MessageHandler, Subscription};
+use orderbus_bus::{Delivery, HandlerError, MessageHandler, Subscription};
 use orderbus_contracts as c;
 use serde_json::json;
 use sqlx::PgConnection;
@@ -77,13 +77,13 @@ pub fn subscriptions() -> Vec<Subscription> {
 pub struct OnPayment;
 
 impl MessageHandler<c::OrderPayment> for OnPayment {
-    fn handle<'a>(
-        &'a self,
+    async fn handle(
+        &self,
         msg: c::OrderPayment,
-        d: &'a Delivery,
-        conn: &'a mut PgConnection,
-    ) -> HandlerFuture<'a> {
-        Box::pin(async move {
+        d: &Delivery,
+        conn: &mut PgConnection,
+    ) -> Result<(), HandlerError> {
+        async move {
             let order = order_or_park(conn, d, msg.order_code).await?;
             check_uid(d, &order, msg.uid)?;
             let source = src(d);
@@ -152,7 +152,8 @@ impl MessageHandler<c::OrderPayment> for OnPayment {
                 Outcome::NotApplied { .. } => {}
             }
             Ok(())
-        })
+        }
+        .await
     }
 }
 
@@ -170,13 +171,13 @@ fn is_cancelled(s: OrderState) -> bool {
 pub struct OnErpStatus;
 
 impl MessageHandler<c::ErpOrderStatusUpdate> for OnErpStatus {
-    fn handle<'a>(
-        &'a self,
+    async fn handle(
+        &self,
         msg: c::ErpOrderStatusUpdate,
-        d: &'a Delivery,
-        conn: &'a mut PgConnection,
-    ) -> HandlerFuture<'a> {
-        Box::pin(async move {
+        d: &Delivery,
+        conn: &mut PgConnection,
+    ) -> Result<(), HandlerError> {
+        async move {
             let order = order_or_park(conn, d, msg.order_code).await?;
             check_uid(d, &order, msg.uid)?;
             use c::ErpOrderStatus as C;
@@ -209,7 +210,8 @@ impl MessageHandler<c::ErpOrderStatusUpdate> for OnErpStatus {
             }
             store::offer_order_event(conn, &order, event, &src(d), body_detail(&d.body)).await?;
             Ok(())
-        })
+        }
+        .await
     }
 }
 
@@ -217,13 +219,13 @@ impl MessageHandler<c::ErpOrderStatusUpdate> for OnErpStatus {
 pub struct OnExchangeCreated;
 
 impl MessageHandler<c::ErpChangeOrderCreated> for OnExchangeCreated {
-    fn handle<'a>(
-        &'a self,
+    async fn handle(
+        &self,
         msg: c::ErpChangeOrderCreated,
-        d: &'a Delivery,
-        conn: &'a mut PgConnection,
-    ) -> HandlerFuture<'a> {
-        Box::pin(async move {
+        d: &Delivery,
+        conn: &mut PgConnection,
+    ) -> Result<(), HandlerError> {
+        async move {
             let data = &msg.data;
             let x = store::lock_exchange(conn, data.id, false)
                 .await?
@@ -265,7 +267,8 @@ impl MessageHandler<c::ErpChangeOrderCreated> for OnExchangeCreated {
                 create_replacement_order(conn, &x, data.new_order_code, &src(d)).await?;
             }
             Ok(())
-        })
+        }
+        .await
     }
 }
 
@@ -372,13 +375,13 @@ async fn create_replacement_order(
 pub struct OnReturnCreated;
 
 impl MessageHandler<c::ErpRefundOrderCreated> for OnReturnCreated {
-    fn handle<'a>(
-        &'a self,
+    async fn handle(
+        &self,
         msg: c::ErpRefundOrderCreated,
-        d: &'a Delivery,
-        conn: &'a mut PgConnection,
-    ) -> HandlerFuture<'a> {
-        Box::pin(async move {
+        d: &Delivery,
+        conn: &mut PgConnection,
+    ) -> Result<(), HandlerError> {
+        async move {
             let data = &msg.data;
             let r = store::lock_return(conn, data.id, false)
                 .await?
@@ -410,7 +413,8 @@ impl MessageHandler<c::ErpRefundOrderCreated> for OnReturnCreated {
             .await?;
             store::offer_return_event(conn, &r, event, &src(d), body_detail(&d.body)).await?;
             Ok(())
-        })
+        }
+        .await
     }
 }
 
@@ -441,13 +445,13 @@ async fn store_return_amounts(
 pub struct OnAfterSaleStatus;
 
 impl MessageHandler<c::AfterSaleStatusUpdate> for OnAfterSaleStatus {
-    fn handle<'a>(
-        &'a self,
+    async fn handle(
+        &self,
         msg: c::AfterSaleStatusUpdate,
-        d: &'a Delivery,
-        conn: &'a mut PgConnection,
-    ) -> HandlerFuture<'a> {
-        Box::pin(async move {
+        d: &Delivery,
+        conn: &mut PgConnection,
+    ) -> Result<(), HandlerError> {
+        async move {
             match msg {
                 c::AfterSaleStatusUpdate::Change(u) => {
                     let Some(x) = store::lock_exchange(conn, u.id, true).await? else {
@@ -495,7 +499,8 @@ impl MessageHandler<c::AfterSaleStatusUpdate> for OnAfterSaleStatus {
                 }
             }
             Ok(())
-        })
+        }
+        .await
     }
 }
 
@@ -504,13 +509,13 @@ impl MessageHandler<c::AfterSaleStatusUpdate> for OnAfterSaleStatus {
 pub struct OnErpAddress;
 
 impl MessageHandler<c::ErpAddressChange> for OnErpAddress {
-    fn handle<'a>(
-        &'a self,
+    async fn handle(
+        &self,
         msg: c::ErpAddressChange,
-        d: &'a Delivery,
-        conn: &'a mut PgConnection,
-    ) -> HandlerFuture<'a> {
-        Box::pin(async move {
+        d: &Delivery,
+        conn: &mut PgConnection,
+    ) -> Result<(), HandlerError> {
+        async move {
             let source = src(d);
             for el in &msg.0 {
                 let order = order_or_park(conn, d, el.order_code).await?;
@@ -540,7 +545,8 @@ impl MessageHandler<c::ErpAddressChange> for OnErpAddress {
                 .await?;
             }
             Ok(())
-        })
+        }
+        .await
     }
 }
 
@@ -548,13 +554,13 @@ impl MessageHandler<c::ErpAddressChange> for OnErpAddress {
 pub struct OnInvoice;
 
 impl MessageHandler<c::InvoicePdfUrl> for OnInvoice {
-    fn handle<'a>(
-        &'a self,
+    async fn handle(
+        &self,
         msg: c::InvoicePdfUrl,
-        d: &'a Delivery,
-        conn: &'a mut PgConnection,
-    ) -> HandlerFuture<'a> {
-        Box::pin(async move {
+        d: &Delivery,
+        conn: &mut PgConnection,
+    ) -> Result<(), HandlerError> {
+        async move {
             let order = order_or_park(conn, d, msg.order_code).await?;
             check_uid(d, &order, msg.uid)?;
             let t = msg.invoice_type.code() as i16;
@@ -594,7 +600,8 @@ impl MessageHandler<c::InvoicePdfUrl> for OnInvoice {
                 .await?;
             store::record_note(conn, &order, &src(d), event, None, detail).await?;
             Ok(())
-        })
+        }
+        .await
     }
 }
 
@@ -603,13 +610,13 @@ impl MessageHandler<c::InvoicePdfUrl> for OnInvoice {
 pub struct OnExpressInfo;
 
 impl MessageHandler<c::ExpressInfoUpdate> for OnExpressInfo {
-    fn handle<'a>(
-        &'a self,
+    async fn handle(
+        &self,
         msg: c::ExpressInfoUpdate,
-        d: &'a Delivery,
-        conn: &'a mut PgConnection,
-    ) -> HandlerFuture<'a> {
-        Box::pin(async move {
+        d: &Delivery,
+        conn: &mut PgConnection,
+    ) -> Result<(), HandlerError> {
+        async move {
             let order = order_or_park(conn, d, msg.order_code).await?;
             check_uid(d, &order, msg.uid)?;
             let inserted = sqlx::query(
@@ -637,6 +644,7 @@ impl MessageHandler<c::ExpressInfoUpdate> for OnExpressInfo {
             )
             .await?;
             Ok(())
-        })
+        }
+        .await
     }
 }
