@@ -63,3 +63,30 @@ pub enum OutboxError {
     #[error("could not serialize message: {0}")]
     Serialize(#[from] serde_json::Error),
 }
+
+/// A handler's failure. `Ok(())` from a handler means Done.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HandlerError {
+    /// Transient (DB unavailable, timeout, provider 5xx): next delay tier, parking after the last.
+    #[error("retry: {0}")]
+    Retry(String),
+    /// Permanent (undecodable, schema-invalid, unknown code, illegal transition): parking now.
+    #[error("park: {0}")]
+    Park(String),
+}
+
+/// The handler's own DB errors are transient.
+impl From<sqlx::Error> for HandlerError {
+    fn from(e: sqlx::Error) -> Self {
+        HandlerError::Retry(format!("database: {e}"))
+    }
+}
+
+impl From<OutboxError> for HandlerError {
+    fn from(e: OutboxError) -> Self {
+        match e {
+            OutboxError::Db(e) => e.into(),
+            OutboxError::Serialize(e) => HandlerError::Park(format!("outgoing message: {e}")),
+        }
+    }
+}

@@ -12,7 +12,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use crate::error::PublishError;
-use crate::topology::TOPIC_EXCHANGE;
+use crate::names::TOPIC_EXCHANGE;
 
 pub use crate::trace::TRACEPARENT;
 

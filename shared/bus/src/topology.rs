@@ -8,7 +8,6 @@
 //! reuses the message's own routing key and the message lands back in exactly the work queue it
 //! came from. One tier queue serves every work queue of the service and never mixes TTLs.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_lapin::lapin::{
@@ -21,11 +20,10 @@ use deadpool_lapin::lapin::{
 };
 use serde_json::{json, Value};
 
-use crate::consumer::Handler;
 use crate::error::BusError;
-
-/// The exchange every orderbus and ERP message goes through.
-pub const TOPIC_EXCHANGE: &str = "amq.topic";
+pub use crate::names::{delay_label, TOPIC_EXCHANGE};
+use crate::names::{parking_queue, tier_name, work_queue};
+pub use crate::subscription::Subscription;
 
 /// Broker-side limits applied to every queue (all explicit, so 3.10 and 3.13/4.x agree).
 #[derive(Clone, Debug)]
@@ -49,90 +47,6 @@ impl Default for QueueLimits {
             parking_max_length: 1_000_000,
             group_size: 3,
         }
-    }
-}
-
-/// One row of the subscription table: routing-key pattern → handler, prefetch, retries, batch.
-#[derive(Clone)]
-pub struct Subscription {
-    /// Binding pattern on `amq.topic` (`order.payment`, `erp.*`, `#`).
-    pub pattern: String,
-    pub handler: Arc<dyn Handler>,
-    /// Per-consumer prefetch (basic.qos, global = false).
-    pub prefetch: u16,
-    /// Retries before parking; attempt n (1-based) retries through tier `min(n, tiers) - 1`.
-    /// `None` = one retry per tier.
-    pub max_retries: Option<u32>,
-    /// Up to this many messages per DB transaction (1 = one message per transaction).
-    pub batch: usize,
-    /// Competing workers on the work queue, each with its own channel, qos and consumer
-    /// (1 = strictly sequential, the queue's order is the processing order). With n > 1,
-    /// messages of one queue are handled in parallel and may complete out of order, so
-    /// per-order ordering relies on the handlers' state-machine guards.
-    pub concurrency: usize,
-    /// Batches handled at the same time by each worker, each in its own transaction, with every
-    /// message of one key ([`crate::Handler::partition_key`], the order code) always in the same
-    /// partition: one order's messages stay in arrival order while different orders proceed in
-    /// parallel (1 = one batch at a time). Each partition holds one database connection while
-    /// it works, and acks its own deliveries one by one.
-    pub partitions: usize,
-    /// What the queue is for (exported in the definitions).
-    pub description: String,
-}
-
-impl Subscription {
-    pub fn new(pattern: impl Into<String>, handler: Arc<dyn Handler>) -> Self {
-        Self {
-            pattern: pattern.into(),
-            handler,
-            prefetch: 50,
-            max_retries: None,
-            batch: 1,
-            concurrency: 1,
-            partitions: 1,
-            description: String::new(),
-        }
-    }
-    pub fn prefetch(mut self, prefetch: u16) -> Self {
-        self.prefetch = prefetch.max(1);
-        self
-    }
-    pub fn max_retries(mut self, retries: u32) -> Self {
-        self.max_retries = Some(retries);
-        self
-    }
-    pub fn batch(mut self, k: usize) -> Self {
-        self.batch = k.max(1);
-        self
-    }
-    /// Runs `n` competing workers on this subscription (default 1). With n > 1 messages of the
-    /// queue are handled in parallel (per-order ordering then relies on the handlers' guards).
-    /// Each worker holds up to `prefetch` unacked deliveries and one database connection.
-    pub fn concurrency(mut self, n: usize) -> Self {
-        self.concurrency = n.max(1);
-        self
-    }
-    /// Handles up to `n` batches at once, partitioned by order (see [`Subscription::partitions`]).
-    pub fn partitions(mut self, n: usize) -> Self {
-        self.partitions = n.max(1);
-        self
-    }
-    pub fn describe(mut self, text: impl Into<String>) -> Self {
-        self.description = text.into();
-        self
-    }
-}
-
-impl std::fmt::Debug for Subscription {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Subscription")
-            .field("pattern", &self.pattern)
-            .field("prefetch", &self.prefetch)
-            .field("max_retries", &self.max_retries)
-            .field("batch", &self.batch)
-            .field("concurrency", &self.concurrency)
-            .field("partitions", &self.partitions)
-            .finish_non_exhaustive()
     }
 }
 
@@ -197,15 +111,15 @@ impl Topology {
 
     /// `<service>.<pattern>`.
     pub fn work_queue(&self, pattern: &str) -> String {
-        format!("{}.{}", self.service, pattern)
+        work_queue(&self.service, pattern)
     }
     /// `<service>.parking`.
     pub fn parking_queue(&self) -> String {
-        format!("{}.parking", self.service)
+        parking_queue(&self.service)
     }
     /// `<service>.retry.<delay>` (both the tier exchange and its queue).
     pub fn tier_name(&self, delay: Duration) -> String {
-        format!("{}.retry.{}", self.service, delay_label(delay))
+        tier_name(&self.service, delay)
     }
 
     /// Checks names and tiers before anything is declared.
@@ -446,20 +360,6 @@ impl Topology {
     }
 }
 
-/// `200ms`, `5s`, `5m`, `1h`.
-pub fn delay_label(d: Duration) -> String {
-    let ms = d.as_millis();
-    if ms.is_multiple_of(3_600_000) {
-        format!("{}h", ms / 3_600_000)
-    } else if ms.is_multiple_of(60_000) {
-        format!("{}m", ms / 60_000)
-    } else if ms.is_multiple_of(1000) {
-        format!("{}s", ms / 1000)
-    } else {
-        format!("{ms}ms")
-    }
-}
-
 pub(crate) fn field_table(args: &[(&'static str, Arg)]) -> FieldTable {
     let mut t = FieldTable::default();
     for (k, v) in args {
@@ -470,17 +370,4 @@ pub(crate) fn field_table(args: &[(&'static str, Arg)]) -> FieldTable {
         t.insert(ShortString::from(*k), v);
     }
     t
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn labels() {
-        assert_eq!(delay_label(Duration::from_millis(200)), "200ms");
-        assert_eq!(delay_label(Duration::from_secs(5)), "5s");
-        assert_eq!(delay_label(Duration::from_secs(300)), "5m");
-        assert_eq!(delay_label(Duration::from_secs(7200)), "2h");
-    }
 }

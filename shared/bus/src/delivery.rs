@@ -1,0 +1,131 @@
+//! What a handler sees of a delivery, read from the AMQP message.
+
+use deadpool_lapin::lapin::{
+    message::Delivery as RawDelivery,
+    types::{AMQPValue, FieldTable, LongString, ShortString},
+};
+use serde::de::DeserializeOwned;
+use sha2::{Digest, Sha256};
+
+use crate::error::HandlerError;
+use crate::names::{HEADER_ATTEMPT, HEADER_ROUTING_KEY};
+use crate::publish::OutgoingMessage;
+use crate::trace::TRACEPARENT;
+
+/// What a handler sees of a delivery.
+#[derive(Clone, Debug)]
+pub struct Delivery {
+    /// The original routing key (also for retried messages).
+    pub routing_key: String,
+    /// The work queue it was consumed from.
+    pub queue: String,
+    pub body: Vec<u8>,
+    /// AMQP `message_id`, or `sha256:<hex>` of routing key + body when the publisher set none.
+    pub message_id: String,
+    pub redelivered: bool,
+    /// 1 for the first delivery, n + 1 after n retries.
+    pub attempt: u32,
+    pub correlation_id: Option<String>,
+    pub traceparent: Option<String>,
+    pub(crate) headers: FieldTable,
+}
+
+impl Delivery {
+    /// Builds a delivery for tests or for custom adapters.
+    pub fn new(routing_key: impl Into<String>, queue: impl Into<String>, body: Vec<u8>) -> Self {
+        let routing_key = routing_key.into();
+        let message_id = hash_id(&routing_key, &body);
+        Self {
+            routing_key,
+            queue: queue.into(),
+            body,
+            message_id,
+            redelivered: false,
+            attempt: 1,
+            correlation_id: None,
+            traceparent: None,
+            headers: FieldTable::default(),
+        }
+    }
+
+    pub(crate) fn from_raw(raw: &RawDelivery, queue: &str) -> Self {
+        let headers = raw.properties.headers().clone().unwrap_or_default();
+        let routing_key = header_string(&headers, HEADER_ROUTING_KEY)
+            .unwrap_or_else(|| raw.routing_key.as_str().to_owned());
+        let message_id = raw
+            .properties
+            .message_id()
+            .as_ref()
+            .map(|m| m.as_str().to_owned())
+            .filter(|m| !m.is_empty())
+            .unwrap_or_else(|| hash_id(&routing_key, &raw.data));
+        let attempt = header_string(&headers, HEADER_ATTEMPT)
+            .and_then(|a| a.parse::<u32>().ok())
+            .unwrap_or(1)
+            .max(1);
+        Self {
+            routing_key,
+            queue: queue.to_owned(),
+            body: raw.data.clone(),
+            message_id,
+            redelivered: raw.redelivered,
+            attempt,
+            correlation_id: raw
+                .properties
+                .correlation_id()
+                .as_ref()
+                .map(|c| c.as_str().to_owned()),
+            traceparent: header_string(&headers, TRACEPARENT),
+            headers,
+        }
+    }
+
+    /// A header as a string (string and integer values).
+    pub fn header(&self, name: &str) -> Option<String> {
+        header_string(&self.headers, name)
+    }
+
+    /// Decodes the body as JSON; a failure parks with serde's message.
+    pub fn json<T: DeserializeOwned>(&self) -> Result<T, HandlerError> {
+        serde_json::from_slice(&self.body)
+            .map_err(|e| HandlerError::Park(format!("undecodable JSON: {e}")))
+    }
+
+    /// An outgoing message that continues this delivery's trace and correlation id.
+    pub fn follow_up(&self, routing_key: impl Into<String>, body: Vec<u8>) -> OutgoingMessage {
+        OutgoingMessage::new(routing_key, body)
+            .child_of(self.traceparent.as_deref())
+            .correlation_id(self.correlation_id.clone())
+    }
+}
+
+fn hash_id(routing_key: &str, body: &[u8]) -> String {
+    let mut h = Sha256::new();
+    h.update(routing_key.as_bytes());
+    h.update(b"\n");
+    h.update(body);
+    format!("sha256:{}", hex::encode(h.finalize()))
+}
+
+pub(crate) fn header_string(headers: &FieldTable, name: &str) -> Option<String> {
+    match headers.inner().get(name)? {
+        AMQPValue::LongString(s) => Some(String::from_utf8_lossy(s.as_bytes()).into_owned()),
+        AMQPValue::ShortString(s) => Some(s.as_str().to_owned()),
+        AMQPValue::LongLongInt(i) => Some(i.to_string()),
+        AMQPValue::LongInt(i) => Some(i.to_string()),
+        AMQPValue::LongUInt(i) => Some(i.to_string()),
+        AMQPValue::ShortInt(i) => Some(i.to_string()),
+        AMQPValue::ShortUInt(i) => Some(i.to_string()),
+        AMQPValue::Boolean(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+/// Sets a string header.
+pub(crate) fn put(headers: &mut FieldTable, name: &str, value: impl Into<String>) {
+    let v: String = value.into();
+    headers.insert(
+        ShortString::from(name),
+        AMQPValue::LongString(LongString::from(v.as_str())),
+    );
+}
