@@ -88,7 +88,7 @@ impl Delivery {
     /// Decodes the body as JSON; a failure parks with serde's message.
     pub fn json<T: DeserializeOwned>(&self) -> Result<T, HandlerError> {
         serde_json::from_slice(&self.body)
-            .map_err(|e| HandlerError::Park(format!("undecodable JSON: {e}")))
+            .map_err(|e| HandlerError::park("undecodable JSON").with_source(e))
     }
 
     /// An outgoing message that continues this delivery's trace and correlation id.

@@ -1,5 +1,6 @@
 //! Error types of the bus.
 
+use std::error::Error;
 use std::time::Duration;
 
 /// Why a publish did not count as "sent".
@@ -18,8 +19,13 @@ pub enum PublishError {
     Timeout(Duration),
     #[error("amqp error: {0}")]
     Amqp(#[from] deadpool_lapin::lapin::Error),
-    #[error("invalid message: {0}")]
-    Invalid(String),
+    /// A name or value AMQP cannot carry (e.g. a routing key over 255 bytes).
+    #[error("invalid {what}")]
+    Invalid {
+        what: &'static str,
+        #[source]
+        source: BoxError,
+    },
 }
 
 impl PublishError {
@@ -47,8 +53,19 @@ pub enum BusError {
     /// `Acker::ack` returned `Ok(false)`: the channel was poisoned or the ack already used.
     #[error("ack on {queue} was not sent (channel closed)")]
     NotAcked { queue: String },
-    #[error("connection error: {0}")]
-    Connection(String),
+    /// A task of the generation returned without being asked to stop.
+    #[error("{task} stopped without being asked to")]
+    TaskStopped { task: String },
+    /// A task of the generation panicked or was cancelled.
+    #[error("{task} failed")]
+    TaskFailed {
+        task: String,
+        #[source]
+        source: tokio::task::JoinError,
+    },
+    /// The AMQP connection of a role closed underneath it.
+    #[error("{role} connection closed")]
+    ConnectionClosed { role: &'static str },
     #[error("invalid topology: {0}")]
     Topology(String),
     #[error("migration error: {0}")]
@@ -64,21 +81,112 @@ pub enum OutboxError {
     Serialize(#[from] serde_json::Error),
 }
 
-/// A handler's failure. `Ok(())` from a handler means Done.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum HandlerError {
-    /// Transient (DB unavailable, timeout, provider 5xx): next delay tier, parking after the last.
-    #[error("retry: {0}")]
-    Retry(String),
-    /// Permanent (undecodable, schema-invalid, unknown code, illegal transition): parking now.
-    #[error("park: {0}")]
-    Park(String),
+/// A boxed error kept as the source of a bus error.
+pub type BoxError = Box<dyn Error + Send + Sync + 'static>;
+
+/// What the consumer does with a message whose handler failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Disposition {
+    /// Transient: the next delay tier, parking after the last.
+    Retry,
+    /// Permanent: parking now.
+    Park,
 }
 
-/// The handler's own DB errors are transient.
+impl std::fmt::Display for Disposition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Disposition::Retry => "retry",
+            Disposition::Park => "park",
+        })
+    }
+}
+
+/// A handler's failure: a [`Disposition`], a reason (it goes into the retry or park header)
+/// and the error that caused it, if any. `Ok(())` from a handler means Done.
+///
+/// `HandlerError::retry("provider 503")`, `HandlerError::park("unknown order 7")`, either with
+/// `.with_source(e)`; `?` on a `sqlx::Error` classifies it by SQLSTATE (see the `From` impl).
+#[derive(Debug, thiserror::Error)]
+#[error("{disposition}: {reason}")]
+pub struct HandlerError {
+    disposition: Disposition,
+    reason: String,
+    #[source]
+    source: Option<BoxError>,
+}
+
+impl HandlerError {
+    /// Transient (DB unavailable, timeout, provider 5xx): next delay tier, parking after the last.
+    pub fn retry(reason: impl Into<String>) -> Self {
+        Self::new(Disposition::Retry, reason)
+    }
+
+    /// Permanent (undecodable, schema-invalid, unknown code, illegal transition): parking now.
+    pub fn park(reason: impl Into<String>) -> Self {
+        Self::new(Disposition::Park, reason)
+    }
+
+    fn new(disposition: Disposition, reason: impl Into<String>) -> Self {
+        Self {
+            disposition,
+            reason: reason.into(),
+            source: None,
+        }
+    }
+
+    /// Keeps `source` as the cause (shown in logs and appended to the header reason).
+    pub fn with_source(mut self, source: impl Into<BoxError>) -> Self {
+        self.source = Some(source.into());
+        self
+    }
+
+    /// Same as [`HandlerError::retry`], in the spelling of a tuple variant, so call sites
+    /// written as `HandlerError::Retry(reason)` keep compiling.
+    #[allow(non_snake_case)]
+    pub fn Retry(reason: String) -> Self {
+        Self::retry(reason)
+    }
+
+    /// Same as [`HandlerError::park`], in the spelling of a tuple variant, so call sites
+    /// written as `HandlerError::Park(reason)` keep compiling.
+    #[allow(non_snake_case)]
+    pub fn Park(reason: String) -> Self {
+        Self::park(reason)
+    }
+
+    pub fn disposition(&self) -> Disposition {
+        self.disposition
+    }
+
+    pub fn is_park(&self) -> bool {
+        self.disposition == Disposition::Park
+    }
+
+    /// The reason alone, without the source.
+    pub fn reason(&self) -> &str {
+        &self.reason
+    }
+
+    /// The reason followed by its chain of sources: the text of the retry / park header.
+    pub fn describe(&self) -> String {
+        match &self.source {
+            Some(source) => format!("{}: {}", self.reason, chain(source.as_ref())),
+            None => self.reason.clone(),
+        }
+    }
+
+    /// The same failure with `prefix: ` before the reason (e.g. `commit: `).
+    pub(crate) fn context(mut self, prefix: &str) -> Self {
+        self.reason = format!("{prefix}: {}", self.reason);
+        self
+    }
+}
+
+/// The handler's own DB errors are transient; the sqlx error is kept as the source.
 impl From<sqlx::Error> for HandlerError {
     fn from(e: sqlx::Error) -> Self {
-        HandlerError::Retry(format!("database: {e}"))
+        HandlerError::retry("database").with_source(e)
     }
 }
 
@@ -86,7 +194,33 @@ impl From<OutboxError> for HandlerError {
     fn from(e: OutboxError) -> Self {
         match e {
             OutboxError::Db(e) => e.into(),
-            OutboxError::Serialize(e) => HandlerError::Park(format!("outgoing message: {e}")),
+            OutboxError::Serialize(_) => HandlerError::park("outgoing message").with_source(e),
         }
+    }
+}
+
+/// An error followed by its sources, `outer: inner: innermost`, skipping a source whose text the
+/// previous one already ends with (many errors repeat their source in their own message).
+pub fn chain(e: &(dyn Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut next = e.source();
+    while let Some(source) = next {
+        let text = source.to_string();
+        if !out.ends_with(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        next = source.source();
+    }
+    out
+}
+
+/// Formats an error with its whole chain of sources ([`chain`]) in a log field:
+/// `tracing::warn!(error = %Chain(&e), ...)`.
+pub struct Chain<'a>(pub &'a (dyn Error + 'static));
+
+impl std::fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&chain(self.0))
     }
 }

@@ -57,7 +57,7 @@ impl<M: Send + Sync + 'static, H: MessageHandler<M>> Handler for Typed<M, H> {
     ) -> HandlerFuture<'a> {
         match (self.decode)(&delivery.body) {
             Ok(m) => Box::pin(self.handler.handle(m, delivery, conn)),
-            Err(e) => Box::pin(async move { Err(HandlerError::Park(format!("undecodable: {e}"))) }),
+            Err(e) => Box::pin(async move { Err(HandlerError::park(format!("undecodable: {e}"))) }),
         }
     }
 

@@ -31,7 +31,7 @@ mod worker;
 
 pub use config::ConsumerConfig;
 pub use delivery::Delivery;
-pub use error::{BusError, HandlerError, OutboxError, PublishError};
+pub use error::{BusError, Disposition, HandlerError, OutboxError, PublishError};
 pub use handler::{typed, typed_with, Handler, HandlerFuture, MessageHandler};
 pub use health::Health;
 pub use inbox::prune_inbox;

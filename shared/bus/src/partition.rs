@@ -67,8 +67,8 @@ pub(crate) async fn run_partitioned(
             }
             Some(joined) = tasks.join_next() => break match joined {
                 Ok(Err(e)) => e,
-                Ok(Ok(())) => BusError::Connection(format!("a partition of {queue} stopped")),
-                Err(e) => BusError::Connection(format!("a partition of {queue} failed: {e}")),
+                Ok(Ok(())) => BusError::TaskStopped { task: format!("a partition of {queue}") },
+                Err(source) => BusError::TaskFailed { task: format!("a partition of {queue}"), source },
             },
             next = consumer.next() => match next {
                 Some(Ok(d)) => {
@@ -77,7 +77,7 @@ pub(crate) async fn run_partitioned(
                     });
                     let i = key.map_or(0, |k| partition_of(&k, n));
                     if senders[i].send(d).is_err() {
-                        break BusError::Connection(format!("a partition of {queue} stopped"));
+                        break BusError::TaskStopped { task: format!("a partition of {queue}") };
                     }
                 }
                 Some(Err(e)) => break lost(e.into()),

@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::conn::{close_quietly, connect, Backoff};
-use crate::error::BusError;
+use crate::error::{chain, BusError, Chain};
 use crate::health::Health;
 use crate::inbox::prune_inbox;
 use crate::outbox::{self, outbox_lag, Claimed, OUTBOX_CHANNEL};
@@ -134,7 +134,7 @@ impl Relay {
                     metrics::counter!("orderbus_connection_rebuilds_total", "role" => "relay")
                         .increment(1);
                     let delay = backoff.next_delay();
-                    tracing::warn!(error = %e, ?delay, "outbox relay: rebuilding connection");
+                    tracing::warn!(error = %Chain(&e), ?delay, "outbox relay: rebuilding connection");
                     tokio::select! {
                         _ = shutdown.cancelled() => break,
                         _ = tokio::time::sleep(delay) => {}
@@ -177,7 +177,7 @@ impl Relay {
                 if last_retention.elapsed() > Duration::from_secs(60) {
                     last_retention = tokio::time::Instant::now();
                     if let Err(e) = self.delete_sent_before(self.config.retention).await {
-                        tracing::warn!(error = %e, "outbox retention failed");
+                        tracing::warn!(error = %Chain(&e), "outbox retention failed");
                     }
                     if let Err(e) = prune_inbox(
                         &self.pool,
@@ -186,7 +186,7 @@ impl Relay {
                     )
                     .await
                     {
-                        tracing::warn!(error = %e, "inbox retention failed");
+                        tracing::warn!(error = %Chain(&e), "inbox retention failed");
                     }
                 }
                 if shutdown.is_cancelled() {
@@ -216,7 +216,7 @@ impl Relay {
                     _ = tokio::time::sleep(self.config.sweep_interval) => {}
                 }
                 if !conn.status().connected() {
-                    return Err(BusError::Connection("relay connection lost".into()));
+                    return Err(BusError::ConnectionClosed { role: "relay" });
                 }
             }
         }
@@ -368,9 +368,9 @@ impl Relay {
                 }
                 Err(e) => {
                     metrics::counter!("orderbus_publish_failures_total", "routing_key" => row.msg.routing_key.clone()).increment(1);
-                    tracing::warn!(id = row.id, routing_key = %row.msg.routing_key, error = %e, "outbox publish failed");
+                    tracing::warn!(id = row.id, routing_key = %row.msg.routing_key, error = %Chain(&e), "outbox publish failed");
                     failed_ids.push(row.id);
-                    failed_errors.push(e.to_string());
+                    failed_errors.push(chain(&e));
                     if e.is_connection_failure() {
                         connection_failure.get_or_insert(e);
                     }

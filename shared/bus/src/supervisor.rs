@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::ConsumerConfig;
 use crate::conn::{close_channel_quietly, close_quietly, connect, Backoff};
-use crate::error::BusError;
+use crate::error::{BusError, Chain};
 use crate::health::Health;
 use crate::partition::run_partitioned;
 use crate::publish::Publisher;
@@ -80,7 +80,7 @@ impl Consumers {
                     metrics::counter!("orderbus_connection_rebuilds_total", "role" => "consumers")
                         .increment(1);
                     let delay = backoff.next_delay();
-                    tracing::warn!(error = %e, generation = gen, ?delay, "consumers: rebuilding");
+                    tracing::warn!(error = %Chain(&e), generation = gen, ?delay, "consumers: rebuilding");
                     tokio::select! {
                         _ = shutdown.cancelled() => break,
                         _ = tokio::time::sleep(delay) => {}
@@ -201,14 +201,14 @@ impl Consumers {
                     }
                     break Err(match joined {
                         Ok(Err(e)) => e,
-                        Ok(Ok(())) => BusError::Connection("consumer task stopped".into()),
-                        Err(e) => BusError::Connection(format!("consumer task failed: {e}")),
+                        Ok(Ok(())) => BusError::TaskStopped { task: "a consumer task".into() },
+                        Err(source) => BusError::TaskFailed { task: "a consumer task".into(), source },
                     });
                 }
                 ev = events.next() => match ev {
                     Some(Event::Error(e)) => break Err(BusError::Amqp(e)),
                     Some(_) => {}
-                    None => break Err(BusError::Connection("connection event stream ended".into())),
+                    None => break Err(BusError::ConnectionClosed { role: "consumers" }),
                 },
             }
         };
@@ -219,7 +219,7 @@ impl Consumers {
                 stop.cancel();
                 while let Some(joined) = tasks.join_next().await {
                     if let Ok(Err(e)) = joined {
-                        tracing::warn!(error = %e, "consumer ended with an error during drain");
+                        tracing::warn!(error = %Chain(&e), "consumer ended with an error during drain");
                     }
                 }
                 for channel in &channels {

@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::ConsumerConfig;
 use crate::conn::Backoff;
 use crate::delivery::{put, Delivery};
-use crate::error::{BusError, HandlerError};
+use crate::error::{BusError, Chain, Disposition, HandlerError};
 use crate::inbox;
 use crate::names::{
     HEADER_ATTEMPT, HEADER_PARKED_AT, HEADER_PARK_ATTEMPTS, HEADER_PARK_QUEUE, HEADER_PARK_REASON,
@@ -28,7 +28,7 @@ use crate::topology::Topology;
 
 /// Logs and counts work given up because its channel is gone (the broker redelivers it).
 pub(crate) fn abandoned(queue: &str, e: BusError) -> BusError {
-    tracing::warn!(queue = %queue, error = %e, "channel lost while handling; the broker redelivers the batch");
+    tracing::warn!(queue = %queue, error = %Chain(&e), "channel lost while handling; the broker redelivers the batch");
     metrics::counter!("orderbus_batches_abandoned_total", "queue" => queue.to_owned()).increment(1);
     e
 }
@@ -173,7 +173,7 @@ impl Worker {
             }
             TxOutcome::Stopped => Ok(()),
             TxOutcome::Failed(i, e) => {
-                tracing::debug!(index = i, error = %e, "batch failed; processing one by one");
+                tracing::debug!(index = i, error = %Chain(&e), "batch failed; processing one by one");
                 for raw in &batch {
                     self.process_one(raw, stop).await?;
                 }
@@ -201,7 +201,8 @@ impl Worker {
                 });
                 Ok(())
             }
-            TxOutcome::Failed(_, HandlerError::Retry(reason)) => {
+            TxOutcome::Failed(_, e) if e.disposition() == Disposition::Retry => {
+                let reason = e.describe();
                 let max = self
                     .sub
                     .max_retries
@@ -237,7 +238,7 @@ impl Worker {
                     .await
                 }
             }
-            TxOutcome::Failed(_, HandlerError::Park(reason)) => self.park(raw, &d, &reason).await,
+            TxOutcome::Failed(_, e) => self.park(raw, &d, &e.describe()).await,
         }
     }
 
@@ -315,7 +316,7 @@ impl Worker {
             match tokio::time::timeout(self.config.db_timeout, self.pool.begin()).await {
                 Ok(Ok(tx)) => return Some(tx),
                 Ok(Err(e)) => {
-                    tracing::warn!(queue = %self.queue, error = %e, "database unavailable; pausing")
+                    tracing::warn!(queue = %self.queue, error = %Chain(&e), "database unavailable; pausing")
                 }
                 Err(_) => tracing::warn!(queue = %self.queue, "database begin timed out; pausing"),
             }
@@ -345,7 +346,7 @@ impl Worker {
                 Ok(Ok(ids)) => ids,
                 Ok(Err(e)) => {
                     // Infrastructure, not the handler: pause and start over.
-                    tracing::warn!(queue = %self.queue, error = %e, "inbox insert failed; pausing");
+                    tracing::warn!(queue = %self.queue, error = %Chain(&e), "inbox insert failed; pausing");
                     drop(tx);
                     tokio::select! {
                         _ = stop.cancelled() => return TxOutcome::Stopped,
@@ -370,11 +371,11 @@ impl Worker {
                 let fut = std::panic::AssertUnwindSafe(self.sub.handler.handle(d, &mut tx))
                     .catch_unwind();
                 let res = match tokio::time::timeout(self.config.handler_timeout, fut).await {
-                    Err(_) => Err(HandlerError::Retry(format!(
+                    Err(_) => Err(HandlerError::retry(format!(
                         "handler timed out after {:?}",
                         self.config.handler_timeout
                     ))),
-                    Ok(Err(_panic)) => Err(HandlerError::Park("handler panicked".into())),
+                    Ok(Err(panic)) => Err(HandlerError::park(panic_reason(panic.as_ref()))),
                     Ok(Ok(r)) => r,
                 };
                 if let Err(e) = res {
@@ -384,12 +385,24 @@ impl Worker {
             }
             return match tokio::time::timeout(self.config.db_timeout, tx.commit()).await {
                 Ok(Ok(())) => TxOutcome::Committed(dups),
-                Ok(Err(e)) => {
-                    TxOutcome::Failed(0, HandlerError::Retry(format!("commit failed: {e}")))
-                }
-                Err(_) => TxOutcome::Failed(0, HandlerError::Retry("commit timed out".into())),
+                // Classified like the handler's own database errors (a deferred constraint
+                // fails here).
+                Ok(Err(e)) => TxOutcome::Failed(0, HandlerError::from(e).context("commit")),
+                Err(_) => TxOutcome::Failed(0, HandlerError::retry("commit timed out")),
             };
         }
+    }
+}
+
+/// `handler panicked: <message>` when the panic carried a message.
+fn panic_reason(payload: &(dyn std::any::Any + Send)) -> String {
+    let message = payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned());
+    match message {
+        Some(m) => format!("handler panicked: {m}"),
+        None => "handler panicked".to_owned(),
     }
 }
 
