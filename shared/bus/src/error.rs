@@ -183,11 +183,58 @@ impl HandlerError {
     }
 }
 
-/// The handler's own DB errors are transient; the sqlx error is kept as the source.
+/// A database error from a handler (or from the commit after it), classified by SQLSTATE:
+///
+/// - class 22 (data exception: NUL in text `22021`, numeric overflow `22003`, datetime out of
+///   range `22008`, invalid text representation `22P02`, …) and class 23 (integrity: unique,
+///   foreign key, check, not-null) are properties of the message, so the message is **parked at
+///   once**; the reason names the SQLSTATE and the constraint;
+/// - an error encoding a bound value is permanent too (parked);
+/// - everything else — connection (08), serialization failure / deadlock (40001, 40P01),
+///   insufficient resources (53), admin shutdown (57P01-03), pool timeout or closed, I/O —
+///   is **retried** through the delay tiers (and parked after the last one).
 impl From<sqlx::Error> for HandlerError {
     fn from(e: sqlx::Error) -> Self {
-        HandlerError::retry("database").with_source(e)
+        let permanent = match &e {
+            sqlx::Error::Database(db) => db
+                .code()
+                .map(|code| sqlstate_is_permanent(&code))
+                .map(|permanent| (permanent, describe_database_error(db.as_ref()))),
+            sqlx::Error::Encode(_) => Some((true, "database: cannot encode a value".to_owned())),
+            _ => None,
+        };
+        match permanent {
+            Some((true, reason)) => HandlerError::park(reason).with_source(e),
+            Some((false, reason)) => HandlerError::retry(reason).with_source(e),
+            None => HandlerError::retry("database").with_source(e),
+        }
     }
+}
+
+/// SQLSTATE classes 22 (data exception) and 23 (integrity constraint violation): the same
+/// statement with the same message fails again, however often it is retried.
+pub fn sqlstate_is_permanent(code: &str) -> bool {
+    code.starts_with("22") || code.starts_with("23")
+}
+
+/// True for the database errors [`HandlerError::from`] parks (see there).
+pub fn is_permanent_db_error(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(db) => db.code().is_some_and(|c| sqlstate_is_permanent(&c)),
+        sqlx::Error::Encode(_) => true,
+        _ => false,
+    }
+}
+
+fn describe_database_error(db: &dyn sqlx::error::DatabaseError) -> String {
+    let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
+    let mut reason = format!("database: SQLSTATE {code}");
+    if let Some(constraint) = db.constraint() {
+        reason.push_str(&format!(" on constraint {constraint}"));
+    } else if let Some(table) = db.table() {
+        reason.push_str(&format!(" on table {table}"));
+    }
+    reason
 }
 
 impl From<OutboxError> for HandlerError {

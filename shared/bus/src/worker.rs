@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::ConsumerConfig;
 use crate::conn::Backoff;
 use crate::delivery::{put, Delivery};
-use crate::error::{BusError, Chain, Disposition, HandlerError};
+use crate::error::{is_permanent_db_error, BusError, Chain, Disposition, HandlerError};
 use crate::inbox;
 use crate::names::{
     HEADER_ATTEMPT, HEADER_PARKED_AT, HEADER_PARK_ATTEMPTS, HEADER_PARK_QUEUE, HEADER_PARK_REASON,
@@ -344,6 +344,12 @@ impl Worker {
             .await;
             let mut fresh = match inserted {
                 Ok(Ok(ids)) => ids,
+                // A message id or routing key the table refuses (NUL, …) fails every time:
+                // park the message instead of pausing on it forever.
+                Ok(Err(e)) if is_permanent_db_error(&e) => {
+                    drop(tx);
+                    return TxOutcome::Failed(0, HandlerError::from(e).context("inbox"));
+                }
                 Ok(Err(e)) => {
                     // Infrastructure, not the handler: pause and start over.
                     tracing::warn!(queue = %self.queue, error = %Chain(&e), "inbox insert failed; pausing");
