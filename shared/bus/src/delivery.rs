@@ -8,7 +8,7 @@ use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 
 use crate::error::HandlerError;
-use crate::names::{HEADER_ATTEMPT, HEADER_ROUTING_KEY};
+use crate::names::{BUS_HEADER_PREFIX, DEFAULT_EXCHANGE, HEADER_ATTEMPT, HEADER_ROUTING_KEY};
 use crate::publish::OutgoingMessage;
 use crate::trace::TRACEPARENT;
 
@@ -48,8 +48,22 @@ impl Delivery {
         }
     }
 
-    pub(crate) fn from_raw(raw: &RawDelivery, queue: &str) -> Self {
-        let headers = raw.properties.headers().clone().unwrap_or_default();
+    /// Reads a delivery from `queue`. The bus's own `x-orderbus-*` headers (attempt, original
+    /// routing key, reasons) are kept only when the message came back from one of
+    /// `retry_tiers` (the tier queue names); on anything else — above all a message a
+    /// publisher sent to `amq.topic` — they are dropped, so a publisher can neither skip the
+    /// retry tiers (`x-orderbus-attempt: 4`) nor make a handler see another routing key.
+    pub(crate) fn from_raw(raw: &RawDelivery, queue: &str, retry_tiers: &[String]) -> Self {
+        let mut headers = raw.properties.headers().clone().unwrap_or_default();
+        if !returned_from_retry_tier(raw, &headers, retry_tiers) {
+            let (kept, dropped) = without_bus_headers(&headers);
+            if dropped > 0 {
+                tracing::debug!(queue, exchange = %raw.exchange, dropped, "ignored x-orderbus-* headers set by a publisher");
+                metrics::counter!("orderbus_untrusted_headers_ignored_total", "queue" => queue.to_owned())
+                    .increment(1);
+            }
+            headers = kept;
+        }
         let routing_key = header_string(&headers, HEADER_ROUTING_KEY)
             .unwrap_or_else(|| raw.routing_key.as_str().to_owned());
         let message_id = raw
@@ -97,6 +111,40 @@ impl Delivery {
             .child_of(self.traceparent.as_deref())
             .correlation_id(self.correlation_id.clone())
     }
+}
+
+/// Whether `raw` came back from one of this service's retry tiers — the only path on which the
+/// `x-orderbus-*` headers were written by the bus: the tier queue dead-letters the expired copy
+/// through the default exchange, and RabbitMQ puts the `x-death` entry of that tier queue
+/// (reason `expired`) first. A message published to `amq.topic` never qualifies, nor does a
+/// direct default-exchange publish without such an entry (and least-privilege permissions
+/// deny publishers the default exchange, so they cannot add one).
+fn returned_from_retry_tier(raw: &RawDelivery, headers: &FieldTable, retry_tiers: &[String]) -> bool {
+    if raw.exchange.as_str() != DEFAULT_EXCHANGE {
+        return false;
+    }
+    let Some(AMQPValue::FieldArray(deaths)) = headers.inner().get("x-death") else {
+        return false;
+    };
+    let Some(AMQPValue::FieldTable(latest)) = deaths.as_slice().first() else {
+        return false;
+    };
+    header_string(latest, "reason").as_deref() == Some("expired")
+        && header_string(latest, "queue").is_some_and(|q| retry_tiers.contains(&q))
+}
+
+/// `headers` without the bus's own ones, and how many were dropped.
+fn without_bus_headers(headers: &FieldTable) -> (FieldTable, usize) {
+    let mut kept = FieldTable::default();
+    let mut dropped = 0;
+    for (name, value) in headers.inner() {
+        if name.as_str().starts_with(BUS_HEADER_PREFIX) {
+            dropped += 1;
+        } else {
+            kept.insert(name.clone(), value.clone());
+        }
+    }
+    (kept, dropped)
 }
 
 fn hash_id(routing_key: &str, body: &[u8]) -> String {

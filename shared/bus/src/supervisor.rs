@@ -177,6 +177,7 @@ impl Consumers {
                         config: self.config.clone(),
                         gen,
                         current: self.generation.clone(),
+                        tier_queues: self.topology.tier_queues(),
                     });
                 }
                 match (lanes.len(), lanes.pop()) {

@@ -122,6 +122,11 @@ impl Topology {
         tier_name(&self.service, delay)
     }
 
+    /// The retry-tier queue names, shortest delay first.
+    pub fn tier_queues(&self) -> Vec<String> {
+        self.retry_tiers.iter().map(|t| self.tier_name(*t)).collect()
+    }
+
     /// Checks names and tiers before anything is declared.
     pub fn validate(&self) -> Result<(), BusError> {
         if self.service.is_empty() || self.service.contains(char::is_whitespace) {

@@ -51,6 +51,9 @@ pub(crate) struct Worker {
     pub(crate) config: ConsumerConfig,
     pub(crate) gen: u64,
     pub(crate) current: Arc<AtomicU64>,
+    /// Names of the service's retry-tier queues: only deliveries returning from them keep
+    /// their `x-orderbus-*` headers.
+    pub(crate) tier_queues: Vec<String>,
 }
 
 impl Worker {
@@ -152,7 +155,7 @@ impl Worker {
         }
         let ds: Vec<Delivery> = batch
             .iter()
-            .map(|r| Delivery::from_raw(r, &self.queue))
+            .map(|r| Delivery::from_raw(r, &self.queue, &self.tier_queues))
             .collect();
         let started = Instant::now();
         match self.run_tx(&ds, stop).await {
@@ -187,7 +190,7 @@ impl Worker {
         raw: &RawDelivery,
         stop: &CancellationToken,
     ) -> Result<(), BusError> {
-        let d = Delivery::from_raw(raw, &self.queue);
+        let d = Delivery::from_raw(raw, &self.queue, &self.tier_queues);
         let started = Instant::now();
         match self.run_tx(std::slice::from_ref(&d), stop).await {
             TxOutcome::Stopped => Ok(()),
