@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 use crate::error::HandlerError;
 use crate::names::{BUS_HEADER_PREFIX, DEFAULT_EXCHANGE, HEADER_ATTEMPT, HEADER_ROUTING_KEY};
 use crate::publish::OutgoingMessage;
-use crate::trace::TRACEPARENT;
+use crate::trace::{TraceContext, TRACEPARENT};
 
 /// What a handler sees of a delivery.
 #[derive(Clone, Debug)]
@@ -28,6 +28,8 @@ pub struct Delivery {
     pub correlation_id: Option<String>,
     pub traceparent: Option<String>,
     pub(crate) headers: FieldTable,
+    /// This message's place in its trace: a child of the incoming `traceparent`, or a new root.
+    trace: TraceContext,
 }
 
 impl Delivery {
@@ -45,6 +47,7 @@ impl Delivery {
             correlation_id: None,
             traceparent: None,
             headers: FieldTable::default(),
+            trace: TraceContext::new_root(),
         }
     }
 
@@ -73,6 +76,11 @@ impl Delivery {
             .map(|m| m.as_str().to_owned())
             .filter(|m| !m.is_empty())
             .unwrap_or_else(|| hash_id(&routing_key, &raw.data));
+        let traceparent = header_string(&headers, TRACEPARENT);
+        let trace = traceparent
+            .as_deref()
+            .and_then(TraceContext::from_traceparent)
+            .map_or_else(TraceContext::new_root, |parent| parent.child());
         let attempt = header_string(&headers, HEADER_ATTEMPT)
             .and_then(|a| a.parse::<u32>().ok())
             .unwrap_or(1)
@@ -89,9 +97,28 @@ impl Delivery {
                 .correlation_id()
                 .as_ref()
                 .map(|c| c.as_str().to_owned()),
-            traceparent: header_string(&headers, TRACEPARENT),
+            traceparent,
             headers,
+            trace,
         }
+    }
+
+    /// The trace context the handler runs in (same trace id as the incoming `traceparent`).
+    pub fn trace_context(&self) -> &TraceContext {
+        &self.trace
+    }
+
+    /// The span every log line about this message is in: `message` with `trace_id`,
+    /// `routing_key`, `message_id`, `queue` and `attempt`.
+    pub fn span(&self) -> tracing::Span {
+        tracing::info_span!(
+            "message",
+            trace_id = %self.trace.trace_id(),
+            routing_key = %self.routing_key,
+            message_id = %self.message_id,
+            queue = %self.queue,
+            attempt = self.attempt,
+        )
     }
 
     /// A header as a string (string and integer values).

@@ -6,6 +6,7 @@ use std::time::Duration;
 use futures::stream::{FuturesUnordered, StreamExt};
 use sqlx::{postgres::PgListener, PgPool};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::conn::{close_quietly, connect, Backoff};
@@ -75,6 +76,8 @@ pub struct Relay {
 struct InFlight {
     rows: Vec<Claimed>,
     confirms: PendingConfirms,
+    /// `relay_batch`, from the publish to the last UPDATE of this batch.
+    span: tracing::Span,
 }
 
 /// What one relay round did.
@@ -339,16 +342,33 @@ impl Relay {
         if rows.is_empty() {
             return Ok(None);
         }
+        let span = tracing::info_span!(
+            "relay_batch",
+            rows = rows.len(),
+            relay = %self.relay_id,
+            sent = tracing::field::Empty,
+            failed = tracing::field::Empty,
+        );
+        // Each message keeps the traceparent stored with its row.
         let msgs: Vec<&OutgoingMessage> = rows.iter().map(|r| &r.msg).collect();
-        let confirms = publisher.start_many(&msgs).await;
+        let confirms = publisher.start_many(&msgs).instrument(span.clone()).await;
         drop(msgs);
-        Ok(Some(InFlight { rows, confirms }))
+        Ok(Some(InFlight {
+            rows,
+            confirms,
+            span,
+        }))
     }
 
     /// Awaits a batch's confirms; marks sent only rows with a positive, unreturned confirm (one
     /// UPDATE), backs off all others (one UPDATE).
     async fn finish_batch(&self, batch: InFlight) -> Result<RoundStats, BusError> {
-        let InFlight { rows, confirms } = batch;
+        let span = batch.span.clone();
+        self.settle_batch(batch).instrument(span).await
+    }
+
+    async fn settle_batch(&self, batch: InFlight) -> Result<RoundStats, BusError> {
+        let InFlight { rows, confirms, span } = batch;
         let results = confirms.wait().await;
         let mut stats = RoundStats {
             claimed: rows.len(),
@@ -379,6 +399,8 @@ impl Relay {
         }
         stats.sent = sent.len();
         stats.failed = failed_ids.len();
+        span.record("sent", stats.sent);
+        span.record("failed", stats.failed);
         // Sent rows first: if the second statement fails, only failed rows wait for their lease.
         if !sent.is_empty() {
             self.db(outbox::mark_sent(&self.pool, &sent)).await?;

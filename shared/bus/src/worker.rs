@@ -12,6 +12,7 @@ use deadpool_lapin::lapin::{
 use futures::{FutureExt, StreamExt};
 use sqlx::{PgPool, Postgres, Transaction};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::config::ConsumerConfig;
 use crate::conn::Backoff;
@@ -25,6 +26,7 @@ use crate::names::{
 use crate::publish::Publisher;
 use crate::subscription::Subscription;
 use crate::topology::Topology;
+use crate::trace;
 
 /// Logs and counts work given up because its channel is gone (the broker redelivers it).
 pub(crate) fn abandoned(queue: &str, e: BusError) -> BusError {
@@ -191,6 +193,17 @@ impl Worker {
         stop: &CancellationToken,
     ) -> Result<(), BusError> {
         let d = Delivery::from_raw(raw, &self.queue, &self.tier_queues);
+        let span = d.span();
+        self.settle_one(raw, d, stop).instrument(span).await
+    }
+
+    /// Handles one delivery in its own transaction and settles it: ack, retry tier or parking.
+    async fn settle_one(
+        &self,
+        raw: &RawDelivery,
+        d: Delivery,
+        stop: &CancellationToken,
+    ) -> Result<(), BusError> {
         let started = Instant::now();
         match self.run_tx(std::slice::from_ref(&d), stop).await {
             TxOutcome::Stopped => Ok(()),
@@ -377,8 +390,21 @@ impl Worker {
                     continue;
                 }
                 dups.push(false);
-                let fut = std::panic::AssertUnwindSafe(self.sub.handler.handle(d, &mut tx))
-                    .catch_unwind();
+                // One message: `settle_one` already runs in its span. A batch: each handler
+                // call in its own. Either way the handler runs in the message's trace context,
+                // so the outbox rows it writes continue that trace.
+                let span = if ds.len() == 1 {
+                    tracing::Span::current()
+                } else {
+                    d.span()
+                };
+                let handled = trace::in_context(
+                    d.trace_context().clone(),
+                    self.sub.handler.handle(d, &mut tx),
+                );
+                let fut = std::panic::AssertUnwindSafe(handled)
+                    .catch_unwind()
+                    .instrument(span);
                 let res = match tokio::time::timeout(self.config.handler_timeout, fut).await {
                     Err(_) => Err(HandlerError::retry(format!(
                         "handler timed out after {:?}",
