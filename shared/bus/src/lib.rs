@@ -44,7 +44,7 @@ pub use publish::{new_traceparent, OutgoingMessage, PendingConfirms, Publisher, 
 pub use relay::{Relay, RelayConfig, RoundStats};
 pub use subscription::Subscription;
 pub use supervisor::Consumers;
-pub use topology::{QueueLimits, Topology};
+pub use topology::{OutageBudget, QueueLimits, Topology};
 pub use trace::TraceContext;
 
 /// The bus's own migrations (outbox, inbox). Merge with a service's migrator via

@@ -25,26 +25,97 @@ pub use crate::names::{delay_label, TOPIC_EXCHANGE};
 use crate::names::{parking_queue, tier_name, work_queue};
 pub use crate::subscription::Subscription;
 
+/// What a queue must survive without losing a message from a publisher that does not use
+/// confirms (the ERP): its peak rate for the length of a consumer outage.
+///
+/// A full work queue (`reject-publish`) refuses new messages; a publisher with confirms (our
+/// relay) sees the nack and keeps the row, a publisher without confirms loses the message
+/// silently. The limits are therefore sized so a queue holds `peak_messages_per_second ×
+/// outage` messages, and the byte limit leaves room for messages `byte_headroom` times the mean
+/// size.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OutageBudget {
+    /// The busiest publisher's peak rate into one queue.
+    pub peak_messages_per_second: u32,
+    /// How long a consumer may be down (a night until someone fixes it) without loss.
+    pub outage: Duration,
+    /// Mean message size in bytes (body and properties).
+    pub mean_message_bytes: u32,
+    /// Byte limit = messages × mean size × this factor (≥ 1), so the count limit binds first
+    /// unless messages are much larger than the mean.
+    pub byte_headroom: u32,
+}
+
+impl Default for OutageBudget {
+    /// 20 msg/s for 12 hours at 1 KiB (×2 headroom): 864 000 messages, 1.65 GiB per queue.
+    fn default() -> Self {
+        Self {
+            peak_messages_per_second: 20,
+            outage: Duration::from_secs(12 * 3600),
+            mean_message_bytes: 1024,
+            byte_headroom: 2,
+        }
+    }
+}
+
+impl OutageBudget {
+    /// Messages a queue must hold: peak rate × outage.
+    pub fn messages(&self) -> i64 {
+        i64::from(self.peak_messages_per_second).saturating_mul(self.outage.as_secs() as i64)
+    }
+
+    /// Bytes a queue must hold: messages × mean size × headroom.
+    pub fn bytes(&self) -> i64 {
+        self.messages()
+            .saturating_mul(i64::from(self.mean_message_bytes))
+            .saturating_mul(i64::from(self.byte_headroom.max(1)))
+    }
+}
+
 /// Broker-side limits applied to every queue (all explicit, so 3.10 and 3.13/4.x agree).
-#[derive(Clone, Debug)]
+/// Plain fields with defaults; [`QueueLimits::for_budget`] derives the length limits from an
+/// [`OutageBudget`]. The values are queue arguments: RabbitMQ refuses to redeclare an existing
+/// queue with different ones (`PRECONDITION_FAILED`), so changing them for queues that exist
+/// takes a policy or a new queue (see the README).
+#[derive(Clone, Debug, PartialEq)]
 pub struct QueueLimits {
     /// `x-delivery-limit` on work queues: redeliveries (crash loops) beyond it dead-letter to
-    /// parking. Well above the expected crash count (messaging.md A1).
+    /// parking. Well above the expected number of crashes while holding a message.
     pub delivery_limit: i64,
     /// `x-max-length` of work and tier queues (with `reject-publish`).
     pub max_length: i64,
+    /// `x-max-length-bytes` of work and tier queues (with `reject-publish`).
+    pub max_length_bytes: i64,
     /// `x-max-length` of the parking queue.
     pub parking_max_length: i64,
+    /// `x-max-length-bytes` of the parking queue.
+    pub parking_max_length_bytes: i64,
     /// `x-quorum-initial-group-size` (capped by the broker to the cluster size).
     pub group_size: i64,
 }
 
+impl QueueLimits {
+    /// Work and tier queues hold `budget`; parking keeps its defaults.
+    pub fn for_budget(budget: &OutageBudget) -> Self {
+        Self {
+            max_length: budget.messages(),
+            max_length_bytes: budget.bytes(),
+            ..Self::default()
+        }
+    }
+}
+
 impl Default for QueueLimits {
+    /// [`OutageBudget::default`] for work and tier queues (864 000 messages, 1.65 GiB); parking
+    /// 1 000 000 messages, 2 GiB.
     fn default() -> Self {
+        let budget = OutageBudget::default();
         Self {
             delivery_limit: 10,
-            max_length: 100_000,
+            max_length: budget.messages(),
+            max_length_bytes: budget.bytes(),
             parking_max_length: 1_000_000,
+            parking_max_length_bytes: 2 * 1024 * 1024 * 1024,
             group_size: 3,
         }
     }
@@ -162,17 +233,18 @@ impl Topology {
     /// Every queue of the service with its explicit arguments.
     pub fn queues(&self) -> Vec<QueueSpec> {
         let l = &self.limits;
-        let quorum = |max_len: i64| {
+        let quorum = |max_len: i64, max_bytes: i64| {
             vec![
                 ("x-queue-type", Arg::Str("quorum".into())),
                 ("x-quorum-initial-group-size", Arg::Int(l.group_size)),
                 ("x-max-length", Arg::Int(max_len)),
+                ("x-max-length-bytes", Arg::Int(max_bytes)),
                 ("x-overflow", Arg::Str("reject-publish".into())),
             ]
         };
         let mut out = Vec::new();
         for s in &self.subscriptions {
-            let mut args = quorum(l.max_length);
+            let mut args = quorum(l.max_length, l.max_length_bytes);
             args.extend([
                 ("x-delivery-limit", Arg::Int(l.delivery_limit)),
                 ("x-dead-letter-exchange", Arg::Str(String::new())),
@@ -195,7 +267,7 @@ impl Topology {
             });
         }
         for t in &self.retry_tiers {
-            let mut args = quorum(l.max_length);
+            let mut args = quorum(l.max_length, l.max_length_bytes);
             args.extend([
                 ("x-message-ttl", Arg::Int(t.as_millis() as i64)),
                 ("x-dead-letter-exchange", Arg::Str(String::new())),
@@ -213,7 +285,7 @@ impl Topology {
         }
         out.push(QueueSpec {
             name: self.parking_queue(),
-            arguments: quorum(l.parking_max_length),
+            arguments: quorum(l.parking_max_length, l.parking_max_length_bytes),
             description: "parking: poison messages and exhausted retries, with x-orderbus-park-* \
                           headers naming reason, routing key, queue and attempts; replay by hand"
                 .into(),
@@ -277,9 +349,27 @@ impl Topology {
         Ok(())
     }
 
+    /// Sets the gauges `orderbus_queue_max_length{queue}` and
+    /// `orderbus_queue_max_length_bytes{queue}` to each queue's limits, so alerting can compare
+    /// a queue's depth (RabbitMQ's `rabbitmq_queue_messages`) with the point where it starts
+    /// refusing messages. Called by [`Topology::declare`].
+    pub fn report_limits(&self) {
+        for q in self.queues() {
+            for (arg, gauge) in [
+                ("x-max-length", "orderbus_queue_max_length"),
+                ("x-max-length-bytes", "orderbus_queue_max_length_bytes"),
+            ] {
+                if let Some((_, Arg::Int(limit))) = q.arguments.iter().find(|(k, _)| *k == arg) {
+                    metrics::gauge!(gauge, "queue" => q.name.clone()).set(*limit as f64);
+                }
+            }
+        }
+    }
+
     /// Declares everything (idempotent: same names, same arguments).
     pub async fn declare(&self, channel: &Channel) -> Result<(), BusError> {
         self.validate()?;
+        self.report_limits();
         for t in &self.retry_tiers {
             channel
                 .exchange_declare(
