@@ -42,7 +42,7 @@ pub use names::{
 pub use outbox::{outbox_lag, Outbox};
 pub use publish::{new_traceparent, OutgoingMessage, PendingConfirms, Publisher, TRACEPARENT};
 pub use relay::{Relay, RelayConfig, RoundStats};
-pub use subscription::Subscription;
+pub use subscription::{Subscription, SubscriptionSettings};
 pub use supervisor::Consumers;
 pub use topology::{OutageBudget, QueueLimits, Topology};
 pub use trace::TraceContext;

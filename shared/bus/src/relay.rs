@@ -44,6 +44,14 @@ pub struct RelayConfig {
     pub reconnect_cap: Duration,
 }
 
+impl RelayConfig {
+    /// Database connections the relay holds at most: its LISTEN connection plus one statement
+    /// per in-flight batch.
+    pub fn pool_connections(&self) -> usize {
+        1 + self.max_in_flight_batches.max(1)
+    }
+}
+
 impl Default for RelayConfig {
     fn default() -> Self {
         Self {

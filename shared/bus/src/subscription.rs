@@ -33,18 +33,70 @@ pub struct Subscription {
     pub description: String,
 }
 
-impl Subscription {
-    pub fn new(pattern: impl Into<String>, handler: Arc<dyn Handler>) -> Self {
+/// A subscription's consumer settings as one plain struct with defaults, for a configuration
+/// layer to fill (see the fields of [`Subscription`] for their meaning).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SubscriptionSettings {
+    pub prefetch: u16,
+    pub max_retries: Option<u32>,
+    pub batch: usize,
+    pub concurrency: usize,
+    pub partitions: usize,
+}
+
+impl Default for SubscriptionSettings {
+    fn default() -> Self {
         Self {
-            pattern: pattern.into(),
-            handler,
             prefetch: 50,
             max_retries: None,
             batch: 1,
             concurrency: 1,
             partitions: 1,
+        }
+    }
+}
+
+impl Subscription {
+    pub fn new(pattern: impl Into<String>, handler: Arc<dyn Handler>) -> Self {
+        let d = SubscriptionSettings::default();
+        Self {
+            pattern: pattern.into(),
+            handler,
+            prefetch: d.prefetch,
+            max_retries: d.max_retries,
+            batch: d.batch,
+            concurrency: d.concurrency,
+            partitions: d.partitions,
             description: String::new(),
         }
+    }
+
+    /// The current settings.
+    pub fn settings(&self) -> SubscriptionSettings {
+        SubscriptionSettings {
+            prefetch: self.prefetch,
+            max_retries: self.max_retries,
+            batch: self.batch,
+            concurrency: self.concurrency,
+            partitions: self.partitions,
+        }
+    }
+
+    /// Applies `settings` (values below 1 become 1, as with the single setters).
+    pub fn with_settings(self, settings: SubscriptionSettings) -> Self {
+        let mut s = self
+            .prefetch(settings.prefetch)
+            .batch(settings.batch)
+            .concurrency(settings.concurrency)
+            .partitions(settings.partitions);
+        s.max_retries = settings.max_retries;
+        s
+    }
+
+    /// Database connections this subscription holds at most: one per worker and partition
+    /// while it handles a batch.
+    pub fn pool_connections(&self) -> usize {
+        self.concurrency.max(1) * self.partitions.max(1)
     }
     pub fn prefetch(mut self, prefetch: u16) -> Self {
         self.prefetch = prefetch.max(1);
