@@ -146,7 +146,11 @@ impl Delivery {
 /// (reason `expired`) first. A message published to `amq.topic` never qualifies, nor does a
 /// direct default-exchange publish without such an entry (and least-privilege permissions
 /// deny publishers the default exchange, so they cannot add one).
-fn returned_from_retry_tier(raw: &RawDelivery, headers: &FieldTable, retry_tiers: &[String]) -> bool {
+fn returned_from_retry_tier(
+    raw: &RawDelivery,
+    headers: &FieldTable,
+    retry_tiers: &[String],
+) -> bool {
     if raw.exchange.as_str() != DEFAULT_EXCHANGE {
         return false;
     }

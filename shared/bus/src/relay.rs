@@ -376,7 +376,11 @@ impl Relay {
     }
 
     async fn settle_batch(&self, batch: InFlight) -> Result<RoundStats, BusError> {
-        let InFlight { rows, confirms, span } = batch;
+        let InFlight {
+            rows,
+            confirms,
+            span,
+        } = batch;
         let results = confirms.wait().await;
         let mut stats = RoundStats {
             claimed: rows.len(),

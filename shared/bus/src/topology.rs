@@ -196,12 +196,18 @@ impl Topology {
     /// Database connections the consumers of this topology hold at most (size the pool at
     /// least this plus [`crate::RelayConfig::pool_connections`]).
     pub fn pool_connections(&self) -> usize {
-        self.subscriptions.iter().map(Subscription::pool_connections).sum()
+        self.subscriptions
+            .iter()
+            .map(Subscription::pool_connections)
+            .sum()
     }
 
     /// The retry-tier queue names, shortest delay first.
     pub fn tier_queues(&self) -> Vec<String> {
-        self.retry_tiers.iter().map(|t| self.tier_name(*t)).collect()
+        self.retry_tiers
+            .iter()
+            .map(|t| self.tier_name(*t))
+            .collect()
     }
 
     /// Checks names and tiers before anything is declared.

@@ -2,8 +2,6 @@
 //! data exceptions (22) and integrity violations (23) are parked on the first attempt with a
 //! reason naming the SQLSTATE and constraint; transient ones go through the delay tiers.
 
-mod common;
-
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,7 +14,7 @@ use proptest::prelude::*;
 use serde::{Deserialize, Serialize};
 use sqlx::{PgConnection, PgPool};
 
-use common::*;
+use crate::common::*;
 
 /// What a [`LedgerWriter`] message asks for.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -114,7 +112,7 @@ async fn insert_entry(conn: &mut PgConnection, e: &Entry) -> Result<(), sqlx::Er
 async fn raise(conn: &mut PgConnection, code: &str) -> Result<(), sqlx::Error> {
     // The code is one of the test's constants; PL/pgSQL needs it as a literal.
     let sql = format!("DO $$ BEGIN RAISE EXCEPTION 'simulated' USING ERRCODE = '{code}'; END $$");
-    sqlx::query(&sql).execute(conn).await?;
+    sqlx::query(sqlx::AssertSqlSafe(sql)).execute(conn).await?;
     Ok(())
 }
 

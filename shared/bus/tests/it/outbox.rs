@@ -1,10 +1,8 @@
 //! Outbox + relay against the real broker and database.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use orderbus_bus::{
     conn, Health, Outbox, OutgoingMessage, Publisher, Relay, RelayConfig, TRACEPARENT,
 };

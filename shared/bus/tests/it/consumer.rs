@@ -1,11 +1,9 @@
 //! Consumer semantics: inbox dedup, retry tiers, parking, batches, crash mid-batch.
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use deadpool_lapin::lapin::BasicProperties;
 use orderbus_bus::{
     typed, Delivery, HandlerError, HandlerFuture, MessageHandler, Topology, HEADER_PARK_ATTEMPTS,
