@@ -162,7 +162,7 @@ impl Handler for Recorder {
             self.calls.fetch_add(1, Ordering::SeqCst);
             let msg: TestMsg = d.json()?;
             if d.attempt <= msg.fail_times {
-                return Err(HandlerError::Retry(format!(
+                return Err(HandlerError::retry(format!(
                     "simulated 503 on attempt {}",
                     d.attempt
                 )));
