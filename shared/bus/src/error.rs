@@ -116,6 +116,16 @@ pub struct HandlerError {
     source: Option<BoxError>,
 }
 
+/// Two failures are equal when they have the same disposition and the same header text
+/// ([`HandlerError::describe`]): sources are compared by their messages.
+impl PartialEq for HandlerError {
+    fn eq(&self, other: &Self) -> bool {
+        self.disposition == other.disposition && self.describe() == other.describe()
+    }
+}
+
+impl Eq for HandlerError {}
+
 impl HandlerError {
     /// Transient (DB unavailable, timeout, provider 5xx): next delay tier, parking after the last.
     pub fn retry(reason: impl Into<String>) -> Self {
