@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use orderbus_bus::{Delivery, HandlerError, HandlerFuture, MessageHandler, Subscription, Topology};
+use orderbus_bus::{Delivery, HandlerError, MessageHandler, Subscription, Topology};
 use orderbus_contracts::{
     AfterSaleExpressInfo, AfterSaleKind, AfterSaleStatusUpdate, ChangeRefundCancel,
     ChangeStatusUpdate, CreateChangeOrder, CreateRefundOrder, CustomerAddressChange, Decimal,
@@ -222,13 +222,13 @@ fn cs_address_change(submit: &OrderSubmit) -> ErpAddressChange {
 }
 
 impl MessageHandler<OrderSubmit> for Erp {
-    fn handle<'a>(
-        &'a self,
+    async fn handle(
+        &self,
         m: OrderSubmit,
-        d: &'a Delivery,
-        conn: &'a mut PgConnection,
-    ) -> HandlerFuture<'a> {
-        Box::pin(async move {
+        d: &Delivery,
+        conn: &mut PgConnection,
+    ) -> Result<(), HandlerError> {
+        async move {
             if !self.cfg.serves(m.uid) {
                 return Ok(());
             }
@@ -302,7 +302,8 @@ impl MessageHandler<OrderSubmit> for Erp {
                 None => self.start_walk(conn, m.order_code, tp).await?,
             }
             Ok(())
-        })
+        }
+        .await
     }
 }
 
@@ -336,13 +337,13 @@ async fn mark_split_parent(
 }
 
 impl MessageHandler<OrderPayment> for Erp {
-    fn handle<'a>(
-        &'a self,
+    async fn handle(
+        &self,
         m: OrderPayment,
-        d: &'a Delivery,
-        conn: &'a mut PgConnection,
-    ) -> HandlerFuture<'a> {
-        Box::pin(async move {
+        d: &Delivery,
+        conn: &mut PgConnection,
+    ) -> Result<(), HandlerError> {
+        async move {
             if !self.cfg.serves(m.uid) {
                 return Ok(());
             }
@@ -394,18 +395,19 @@ impl MessageHandler<OrderPayment> for Erp {
                 self.start_walk(conn, child, tp).await?;
             }
             Ok(())
-        })
+        }
+        .await
     }
 }
 
 impl MessageHandler<OrderStatus> for Erp {
-    fn handle<'a>(
-        &'a self,
+    async fn handle(
+        &self,
         m: OrderStatus,
-        _d: &'a Delivery,
-        conn: &'a mut PgConnection,
-    ) -> HandlerFuture<'a> {
-        Box::pin(async move {
+        _d: &Delivery,
+        conn: &mut PgConnection,
+    ) -> Result<(), HandlerError> {
+        async move {
             match m.status {
                 StorefrontOrderStatus::UserCancelled
                 | StorefrontOrderStatus::SystemAutoCancelled => {
@@ -427,18 +429,19 @@ impl MessageHandler<OrderStatus> for Erp {
                 }
             }
             Ok(())
-        })
+        }
+        .await
     }
 }
 
 impl MessageHandler<CreateChangeOrder> for Erp {
-    fn handle<'a>(
-        &'a self,
+    async fn handle(
+        &self,
         m: CreateChangeOrder,
-        d: &'a Delivery,
-        conn: &'a mut PgConnection,
-    ) -> HandlerFuture<'a> {
-        Box::pin(async move {
+        d: &Delivery,
+        conn: &mut PgConnection,
+    ) -> Result<(), HandlerError> {
+        async move {
             if !self.cfg.serves(m.uid) {
                 return Ok(());
             }
@@ -516,7 +519,8 @@ impl MessageHandler<CreateChangeOrder> for Erp {
                 schedule(conn, &subject, delays.approve, &approved, corr, tp).await?;
             }
             Ok(())
-        })
+        }
+        .await
     }
 }
 
@@ -548,13 +552,13 @@ fn amount_for_wire(cents: i64) -> Decimal {
 }
 
 impl MessageHandler<CreateRefundOrder> for Erp {
-    fn handle<'a>(
-        &'a self,
+    async fn handle(
+        &self,
         m: CreateRefundOrder,
-        d: &'a Delivery,
-        conn: &'a mut PgConnection,
-    ) -> HandlerFuture<'a> {
-        Box::pin(async move {
+        d: &Delivery,
+        conn: &mut PgConnection,
+    ) -> Result<(), HandlerError> {
+        async move {
             if !self.cfg.serves(m.uid) {
                 return Ok(());
             }
@@ -637,7 +641,8 @@ impl MessageHandler<CreateRefundOrder> for Erp {
                 schedule(conn, &subject, delays.approve, &approved, corr, tp).await?;
             }
             Ok(())
-        })
+        }
+        .await
     }
 }
 
@@ -653,13 +658,13 @@ fn refund_status(id: i64, status: ReturnStatus, amount: Option<Decimal>) -> Refu
 }
 
 impl MessageHandler<AfterSaleExpressInfo> for Erp {
-    fn handle<'a>(
-        &'a self,
+    async fn handle(
+        &self,
         m: AfterSaleExpressInfo,
-        d: &'a Delivery,
-        conn: &'a mut PgConnection,
-    ) -> HandlerFuture<'a> {
-        Box::pin(async move {
+        d: &Delivery,
+        conn: &mut PgConnection,
+    ) -> Result<(), HandlerError> {
+        async move {
             let (kind, uid, apply_id, storefront_id) = match &m {
                 AfterSaleExpressInfo::Change(c) => ("change", c.uid, c.apply_id, c.id),
                 AfterSaleExpressInfo::Refund(r) => {
@@ -760,18 +765,19 @@ impl MessageHandler<AfterSaleExpressInfo> for Erp {
                 }
             }
             Ok(())
-        })
+        }
+        .await
     }
 }
 
 impl MessageHandler<ChangeRefundCancel> for Erp {
-    fn handle<'a>(
-        &'a self,
+    async fn handle(
+        &self,
         m: ChangeRefundCancel,
-        _d: &'a Delivery,
-        conn: &'a mut PgConnection,
-    ) -> HandlerFuture<'a> {
-        Box::pin(async move {
+        _d: &Delivery,
+        conn: &mut PgConnection,
+    ) -> Result<(), HandlerError> {
+        async move {
             let kind = match m.kind {
                 AfterSaleKind::Change => "change",
                 AfterSaleKind::Refund => "refund",
@@ -801,18 +807,19 @@ impl MessageHandler<ChangeRefundCancel> for Erp {
                 "erp-sim: cancelled by the customer; walk stopped"
             );
             Ok(())
-        })
+        }
+        .await
     }
 }
 
 impl MessageHandler<CustomerAddressChange> for Erp {
-    fn handle<'a>(
-        &'a self,
+    async fn handle(
+        &self,
         m: CustomerAddressChange,
-        _d: &'a Delivery,
-        _conn: &'a mut PgConnection,
-    ) -> HandlerFuture<'a> {
-        Box::pin(async move {
+        _d: &Delivery,
+        _conn: &mut PgConnection,
+    ) -> Result<(), HandlerError> {
+        async move {
             for a in &m.0 {
                 tracing::info!(
                     order_code = a.order_code,
@@ -820,25 +827,27 @@ impl MessageHandler<CustomerAddressChange> for Erp {
                 );
             }
             Ok(())
-        })
+        }
+        .await
     }
 }
 
 impl MessageHandler<ExpressInfoUpdate> for Erp {
-    fn handle<'a>(
-        &'a self,
+    async fn handle(
+        &self,
         m: ExpressInfoUpdate,
-        _d: &'a Delivery,
-        _conn: &'a mut PgConnection,
-    ) -> HandlerFuture<'a> {
-        Box::pin(async move {
+        _d: &Delivery,
+        _conn: &mut PgConnection,
+    ) -> Result<(), HandlerError> {
+        async move {
             tracing::debug!(
                 order_code = m.order_code,
                 state = m.state,
                 "erp-sim: tracking event noted"
             );
             Ok(())
-        })
+        }
+        .await
     }
 }
 

@@ -22,7 +22,7 @@
 
 mod validate;
 
-use orderbus_bus::{Delivery, HandlerError, HandlerFuture, MessageHandler, Subscription};
+use orderbus_bus::{Delivery, HandlerError, MessageHandler, Subscription};
 use orderbus_contracts as c;
 use serde_json::{json, Value};
 use sqlx::PgConnection;
@@ -108,13 +108,13 @@ pub fn subscriptions() -> Vec<Subscription> {
 pub struct OnPayment;
 
 impl MessageHandler<c::OrderPayment> for OnPayment {
-    fn handle<'a>(
-        &'a self,
+    async fn handle(
+        &self,
         msg: c::OrderPayment,
-        d: &'a Delivery,
-        conn: &'a mut PgConnection,
-    ) -> HandlerFuture<'a> {
-        Box::pin(async move { on_payment(msg, d, conn).await })
+        d: &Delivery,
+        conn: &mut PgConnection,
+    ) -> Result<(), HandlerError> {
+        on_payment(msg, d, conn).await
     }
 }
 
@@ -243,13 +243,13 @@ fn is_cancelled(s: OrderState) -> bool {
 pub struct OnErpStatus;
 
 impl MessageHandler<c::ErpOrderStatusUpdate> for OnErpStatus {
-    fn handle<'a>(
-        &'a self,
+    async fn handle(
+        &self,
         msg: c::ErpOrderStatusUpdate,
-        d: &'a Delivery,
-        conn: &'a mut PgConnection,
-    ) -> HandlerFuture<'a> {
-        Box::pin(async move { on_erp_status(msg, d, conn).await })
+        d: &Delivery,
+        conn: &mut PgConnection,
+    ) -> Result<(), HandlerError> {
+        on_erp_status(msg, d, conn).await
     }
 }
 
@@ -314,13 +314,13 @@ fn result_detail(code: c::ErpResultCode, message: &str) -> Value {
 pub struct OnExchangeCreated;
 
 impl MessageHandler<c::ErpChangeOrderCreated> for OnExchangeCreated {
-    fn handle<'a>(
-        &'a self,
+    async fn handle(
+        &self,
         msg: c::ErpChangeOrderCreated,
-        d: &'a Delivery,
-        conn: &'a mut PgConnection,
-    ) -> HandlerFuture<'a> {
-        Box::pin(async move { on_exchange_created(msg, d, conn).await })
+        d: &Delivery,
+        conn: &mut PgConnection,
+    ) -> Result<(), HandlerError> {
+        on_exchange_created(msg, d, conn).await
     }
 }
 
@@ -491,13 +491,13 @@ fn refund_detail(detail: &mut Value, a: &RefundAmounts<'_>) {
 pub struct OnReturnCreated;
 
 impl MessageHandler<c::ErpRefundOrderCreated> for OnReturnCreated {
-    fn handle<'a>(
-        &'a self,
+    async fn handle(
+        &self,
         msg: c::ErpRefundOrderCreated,
-        d: &'a Delivery,
-        conn: &'a mut PgConnection,
-    ) -> HandlerFuture<'a> {
-        Box::pin(async move { on_return_created(msg, d, conn).await })
+        d: &Delivery,
+        conn: &mut PgConnection,
+    ) -> Result<(), HandlerError> {
+        on_return_created(msg, d, conn).await
     }
 }
 
@@ -558,13 +558,13 @@ async fn on_return_created(
 pub struct OnAfterSaleStatus;
 
 impl MessageHandler<c::AfterSaleStatusUpdate> for OnAfterSaleStatus {
-    fn handle<'a>(
-        &'a self,
+    async fn handle(
+        &self,
         msg: c::AfterSaleStatusUpdate,
-        d: &'a Delivery,
-        conn: &'a mut PgConnection,
-    ) -> HandlerFuture<'a> {
-        Box::pin(async move { on_after_sale_status(msg, d, conn).await })
+        d: &Delivery,
+        conn: &mut PgConnection,
+    ) -> Result<(), HandlerError> {
+        on_after_sale_status(msg, d, conn).await
     }
 }
 
@@ -631,13 +631,13 @@ async fn on_after_sale_status(
 pub struct OnErpAddress;
 
 impl MessageHandler<c::ErpAddressChange> for OnErpAddress {
-    fn handle<'a>(
-        &'a self,
+    async fn handle(
+        &self,
         msg: c::ErpAddressChange,
-        d: &'a Delivery,
-        conn: &'a mut PgConnection,
-    ) -> HandlerFuture<'a> {
-        Box::pin(async move { on_erp_address(msg, d, conn).await })
+        d: &Delivery,
+        conn: &mut PgConnection,
+    ) -> Result<(), HandlerError> {
+        on_erp_address(msg, d, conn).await
     }
 }
 
@@ -672,13 +672,13 @@ async fn on_erp_address(
 pub struct OnInvoice;
 
 impl MessageHandler<c::InvoicePdfUrl> for OnInvoice {
-    fn handle<'a>(
-        &'a self,
+    async fn handle(
+        &self,
         msg: c::InvoicePdfUrl,
-        d: &'a Delivery,
-        conn: &'a mut PgConnection,
-    ) -> HandlerFuture<'a> {
-        Box::pin(async move { on_invoice(msg, d, conn).await })
+        d: &Delivery,
+        conn: &mut PgConnection,
+    ) -> Result<(), HandlerError> {
+        on_invoice(msg, d, conn).await
     }
 }
 
@@ -722,13 +722,13 @@ async fn on_invoice(
 pub struct OnExpressInfo;
 
 impl MessageHandler<c::ExpressInfoUpdate> for OnExpressInfo {
-    fn handle<'a>(
-        &'a self,
+    async fn handle(
+        &self,
         msg: c::ExpressInfoUpdate,
-        d: &'a Delivery,
-        conn: &'a mut PgConnection,
-    ) -> HandlerFuture<'a> {
-        Box::pin(async move { on_express_info(msg, d, conn).await })
+        d: &Delivery,
+        conn: &mut PgConnection,
+    ) -> Result<(), HandlerError> {
+        on_express_info(msg, d, conn).await
     }
 }
 

@@ -1,6 +1,7 @@
 //! `make bench`: measures the delivery chain against bare lapin baselines in one run, against the
-//! local broker and database, and prints the ratios of `shared/reference/messaging.md` (G1-G4,
-//! G7). Results also go to `target/bench/latest.json`. This is a measurement tool, not a test:
+//! local broker and database, and prints the ratios against the project's goals (G1 pipeline
+//! ÷ DB floor, G2 batching gain, G3 pipeline ÷ bare consume, G4 relay ÷ bare publish, G7
+//! resources). Results also go to `target/bench/latest.json`. This is a measurement tool, not a test:
 //! nothing here asserts a speed.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -299,7 +300,7 @@ async fn relay_rate(pool: &PgPool, channel: &Channel, args: &Args) -> Result<f64
     Ok(rate)
 }
 
-/// B-pg, the database floor of G1: the pipeline's SQL (the inbox insert for the transaction, a
+/// The database floor of G1: the pipeline's SQL (the inbox insert for the transaction, a
 /// guarded UPDATE and an outbox row per message, commit) run by `concurrency` tasks straight against PostgreSQL, `batch` messages per
 /// transaction, with no broker, decoding or ack.
 async fn db_floor(pool: &PgPool, args: &Args, batch: usize) -> Result<f64> {

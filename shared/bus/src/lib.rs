@@ -4,31 +4,47 @@
 //!   at start and after every reconnect, exportable with [`Topology::definitions`].
 //! - [`Publisher`]: confirm-mode, mandatory publishing; returned / nacked / timed-out = failure.
 //! - [`Outbox`] + [`Relay`]: transactional outbox in PostgreSQL and its multi-replica relay.
-//! - [`Consumers`]: supervised consumers with inbox dedup, retry tiers and parking.
+//! - [`Consumers`]: supervised consumers with inbox dedup, retry tiers and parking; handlers
+//!   implement [`MessageHandler`] (typed) or [`Handler`] (raw).
 //! - [`Health`]: readiness flags the runtime's `/readyz` reads.
 //! - [`MIGRATOR`]: the bus's own tables (versions 900000000000..=900000000999).
 //!
 //! See README.md for the design choices.
 
+pub mod config;
 pub mod conn;
-pub mod consumer;
+pub mod delivery;
 pub mod error;
+pub mod handler;
 pub mod health;
+pub mod inbox;
+pub mod names;
 pub mod outbox;
+mod partition;
 pub mod publish;
+pub mod relay;
+pub mod subscription;
+pub mod supervisor;
 pub mod topology;
 pub mod trace;
+mod worker;
 
-pub use consumer::{
-    typed, typed_with, ConsumerConfig, Consumers, Delivery, Handler, HandlerError, HandlerFuture,
-    MessageHandler, HEADER_ATTEMPT, HEADER_PARK_ATTEMPTS, HEADER_PARK_QUEUE, HEADER_PARK_REASON,
-    HEADER_ROUTING_KEY,
-};
-pub use error::{BusError, OutboxError, PublishError};
+pub use config::ConsumerConfig;
+pub use delivery::Delivery;
+pub use error::{BusError, Disposition, HandlerError, OutboxError, PublishError};
+pub use handler::{typed, typed_with, Handler, HandlerFuture, MessageHandler};
 pub use health::Health;
-pub use outbox::{outbox_lag, prune_inbox, Outbox, Relay, RelayConfig, RoundStats};
+pub use inbox::prune_inbox;
+pub use names::{
+    HEADER_ATTEMPT, HEADER_PARK_ATTEMPTS, HEADER_PARK_QUEUE, HEADER_PARK_REASON,
+    HEADER_ROUTING_KEY, TOPIC_EXCHANGE,
+};
+pub use outbox::{outbox_lag, Outbox};
 pub use publish::{new_traceparent, OutgoingMessage, PendingConfirms, Publisher, TRACEPARENT};
-pub use topology::{QueueLimits, Subscription, Topology, TOPIC_EXCHANGE};
+pub use relay::{Relay, RelayConfig, RoundStats};
+pub use subscription::{Subscription, SubscriptionSettings};
+pub use supervisor::Consumers;
+pub use topology::{OutageBudget, QueueLimits, Topology};
 pub use trace::TraceContext;
 
 /// The bus's own migrations (outbox, inbox). Merge with a service's migrator via

@@ -12,7 +12,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use crate::error::PublishError;
-use crate::topology::TOPIC_EXCHANGE;
+use crate::names::TOPIC_EXCHANGE;
 
 pub use crate::trace::TRACEPARENT;
 
@@ -212,10 +212,14 @@ impl Publisher {
         body: &[u8],
         props: BasicProperties,
     ) -> Result<PublisherConfirm, PublishError> {
-        let exchange = ShortString::try_new(exchange)
-            .map_err(|e| PublishError::Invalid(format!("exchange: {e}")))?;
-        let routing_key = ShortString::try_new(routing_key)
-            .map_err(|e| PublishError::Invalid(format!("routing key: {e}")))?;
+        let exchange = ShortString::try_new(exchange).map_err(|e| PublishError::Invalid {
+            what: "exchange name",
+            source: e.into(),
+        })?;
+        let routing_key = ShortString::try_new(routing_key).map_err(|e| PublishError::Invalid {
+            what: "routing key",
+            source: e.into(),
+        })?;
         let fut = self.channel.basic_publish(
             exchange,
             routing_key,

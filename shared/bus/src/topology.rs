@@ -8,7 +8,6 @@
 //! reuses the message's own routing key and the message lands back in exactly the work queue it
 //! came from. One tier queue serves every work queue of the service and never mixes TTLs.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_lapin::lapin::{
@@ -21,118 +20,104 @@ use deadpool_lapin::lapin::{
 };
 use serde_json::{json, Value};
 
-use crate::consumer::Handler;
 use crate::error::BusError;
+pub use crate::names::{delay_label, TOPIC_EXCHANGE};
+use crate::names::{parking_queue, tier_name, work_queue};
+pub use crate::subscription::Subscription;
 
-/// The exchange every orderbus and ERP message goes through.
-pub const TOPIC_EXCHANGE: &str = "amq.topic";
+/// What a queue must survive without losing a message from a publisher that does not use
+/// confirms (the ERP): its peak rate for the length of a consumer outage.
+///
+/// A full work queue (`reject-publish`) refuses new messages; a publisher with confirms (our
+/// relay) sees the nack and keeps the row, a publisher without confirms loses the message
+/// silently. The limits are therefore sized so a queue holds `peak_messages_per_second ×
+/// outage` messages, and the byte limit leaves room for messages `byte_headroom` times the mean
+/// size.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OutageBudget {
+    /// The busiest publisher's peak rate into one queue.
+    pub peak_messages_per_second: u32,
+    /// How long a consumer may be down (a night until someone fixes it) without loss.
+    pub outage: Duration,
+    /// Mean message size in bytes (body and properties).
+    pub mean_message_bytes: u32,
+    /// Byte limit = messages × mean size × this factor (≥ 1), so the count limit binds first
+    /// unless messages are much larger than the mean.
+    pub byte_headroom: u32,
+}
+
+impl Default for OutageBudget {
+    /// 20 msg/s for 12 hours at 1 KiB (×2 headroom): 864 000 messages, 1.65 GiB per queue.
+    fn default() -> Self {
+        Self {
+            peak_messages_per_second: 20,
+            outage: Duration::from_secs(12 * 3600),
+            mean_message_bytes: 1024,
+            byte_headroom: 2,
+        }
+    }
+}
+
+impl OutageBudget {
+    /// Messages a queue must hold: peak rate × outage.
+    pub fn messages(&self) -> i64 {
+        i64::from(self.peak_messages_per_second).saturating_mul(self.outage.as_secs() as i64)
+    }
+
+    /// Bytes a queue must hold: messages × mean size × headroom.
+    pub fn bytes(&self) -> i64 {
+        self.messages()
+            .saturating_mul(i64::from(self.mean_message_bytes))
+            .saturating_mul(i64::from(self.byte_headroom.max(1)))
+    }
+}
 
 /// Broker-side limits applied to every queue (all explicit, so 3.10 and 3.13/4.x agree).
-#[derive(Clone, Debug)]
+/// Plain fields with defaults; [`QueueLimits::for_budget`] derives the length limits from an
+/// [`OutageBudget`]. The values are queue arguments: RabbitMQ refuses to redeclare an existing
+/// queue with different ones (`PRECONDITION_FAILED`), so changing them for queues that exist
+/// takes a policy or a new queue (see the README).
+#[derive(Clone, Debug, PartialEq)]
 pub struct QueueLimits {
     /// `x-delivery-limit` on work queues: redeliveries (crash loops) beyond it dead-letter to
-    /// parking. Well above the expected crash count (messaging.md A1).
+    /// parking. Well above the expected number of crashes while holding a message.
     pub delivery_limit: i64,
     /// `x-max-length` of work and tier queues (with `reject-publish`).
     pub max_length: i64,
+    /// `x-max-length-bytes` of work and tier queues (with `reject-publish`).
+    pub max_length_bytes: i64,
     /// `x-max-length` of the parking queue.
     pub parking_max_length: i64,
+    /// `x-max-length-bytes` of the parking queue.
+    pub parking_max_length_bytes: i64,
     /// `x-quorum-initial-group-size` (capped by the broker to the cluster size).
     pub group_size: i64,
 }
 
+impl QueueLimits {
+    /// Work and tier queues hold `budget`; parking keeps its defaults.
+    pub fn for_budget(budget: &OutageBudget) -> Self {
+        Self {
+            max_length: budget.messages(),
+            max_length_bytes: budget.bytes(),
+            ..Self::default()
+        }
+    }
+}
+
 impl Default for QueueLimits {
+    /// [`OutageBudget::default`] for work and tier queues (864 000 messages, 1.65 GiB); parking
+    /// 1 000 000 messages, 2 GiB.
     fn default() -> Self {
+        let budget = OutageBudget::default();
         Self {
             delivery_limit: 10,
-            max_length: 100_000,
+            max_length: budget.messages(),
+            max_length_bytes: budget.bytes(),
             parking_max_length: 1_000_000,
+            parking_max_length_bytes: 2 * 1024 * 1024 * 1024,
             group_size: 3,
         }
-    }
-}
-
-/// One row of the subscription table: routing-key pattern → handler, prefetch, retries, batch.
-#[derive(Clone)]
-pub struct Subscription {
-    /// Binding pattern on `amq.topic` (`order.payment`, `erp.*`, `#`).
-    pub pattern: String,
-    pub handler: Arc<dyn Handler>,
-    /// Per-consumer prefetch (basic.qos, global = false).
-    pub prefetch: u16,
-    /// Retries before parking; attempt n (1-based) retries through tier `min(n, tiers) - 1`.
-    /// `None` = one retry per tier.
-    pub max_retries: Option<u32>,
-    /// Up to this many messages per DB transaction (1 = one message per transaction).
-    pub batch: usize,
-    /// Competing workers on the work queue, each with its own channel, qos and consumer
-    /// (1 = strictly sequential, the queue's order is the processing order). With n > 1,
-    /// messages of one queue are handled in parallel and may complete out of order, so
-    /// per-order ordering relies on the handlers' state-machine guards.
-    pub concurrency: usize,
-    /// Batches handled at the same time by each worker, each in its own transaction, with every
-    /// message of one key ([`crate::Handler::partition_key`], the order code) always in the same
-    /// partition: one order's messages stay in arrival order while different orders proceed in
-    /// parallel (1 = one batch at a time). Each partition holds one database connection while
-    /// it works, and acks its own deliveries one by one.
-    pub partitions: usize,
-    /// What the queue is for (exported in the definitions).
-    pub description: String,
-}
-
-impl Subscription {
-    pub fn new(pattern: impl Into<String>, handler: Arc<dyn Handler>) -> Self {
-        Self {
-            pattern: pattern.into(),
-            handler,
-            prefetch: 50,
-            max_retries: None,
-            batch: 1,
-            concurrency: 1,
-            partitions: 1,
-            description: String::new(),
-        }
-    }
-    pub fn prefetch(mut self, prefetch: u16) -> Self {
-        self.prefetch = prefetch.max(1);
-        self
-    }
-    pub fn max_retries(mut self, retries: u32) -> Self {
-        self.max_retries = Some(retries);
-        self
-    }
-    pub fn batch(mut self, k: usize) -> Self {
-        self.batch = k.max(1);
-        self
-    }
-    /// Runs `n` competing workers on this subscription (default 1). With n > 1 messages of the
-    /// queue are handled in parallel (per-order ordering then relies on the handlers' guards).
-    /// Each worker holds up to `prefetch` unacked deliveries and one database connection.
-    pub fn concurrency(mut self, n: usize) -> Self {
-        self.concurrency = n.max(1);
-        self
-    }
-    /// Handles up to `n` batches at once, partitioned by order (see [`Subscription::partitions`]).
-    pub fn partitions(mut self, n: usize) -> Self {
-        self.partitions = n.max(1);
-        self
-    }
-    pub fn describe(mut self, text: impl Into<String>) -> Self {
-        self.description = text.into();
-        self
-    }
-}
-
-impl std::fmt::Debug for Subscription {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Subscription")
-            .field("pattern", &self.pattern)
-            .field("prefetch", &self.prefetch)
-            .field("max_retries", &self.max_retries)
-            .field("batch", &self.batch)
-            .field("concurrency", &self.concurrency)
-            .field("partitions", &self.partitions)
-            .finish_non_exhaustive()
     }
 }
 
@@ -197,15 +182,32 @@ impl Topology {
 
     /// `<service>.<pattern>`.
     pub fn work_queue(&self, pattern: &str) -> String {
-        format!("{}.{}", self.service, pattern)
+        work_queue(&self.service, pattern)
     }
     /// `<service>.parking`.
     pub fn parking_queue(&self) -> String {
-        format!("{}.parking", self.service)
+        parking_queue(&self.service)
     }
     /// `<service>.retry.<delay>` (both the tier exchange and its queue).
     pub fn tier_name(&self, delay: Duration) -> String {
-        format!("{}.retry.{}", self.service, delay_label(delay))
+        tier_name(&self.service, delay)
+    }
+
+    /// Database connections the consumers of this topology hold at most (size the pool at
+    /// least this plus [`crate::RelayConfig::pool_connections`]).
+    pub fn pool_connections(&self) -> usize {
+        self.subscriptions
+            .iter()
+            .map(Subscription::pool_connections)
+            .sum()
+    }
+
+    /// The retry-tier queue names, shortest delay first.
+    pub fn tier_queues(&self) -> Vec<String> {
+        self.retry_tiers
+            .iter()
+            .map(|t| self.tier_name(*t))
+            .collect()
     }
 
     /// Checks names and tiers before anything is declared.
@@ -243,17 +245,18 @@ impl Topology {
     /// Every queue of the service with its explicit arguments.
     pub fn queues(&self) -> Vec<QueueSpec> {
         let l = &self.limits;
-        let quorum = |max_len: i64| {
+        let quorum = |max_len: i64, max_bytes: i64| {
             vec![
                 ("x-queue-type", Arg::Str("quorum".into())),
                 ("x-quorum-initial-group-size", Arg::Int(l.group_size)),
                 ("x-max-length", Arg::Int(max_len)),
+                ("x-max-length-bytes", Arg::Int(max_bytes)),
                 ("x-overflow", Arg::Str("reject-publish".into())),
             ]
         };
         let mut out = Vec::new();
         for s in &self.subscriptions {
-            let mut args = quorum(l.max_length);
+            let mut args = quorum(l.max_length, l.max_length_bytes);
             args.extend([
                 ("x-delivery-limit", Arg::Int(l.delivery_limit)),
                 ("x-dead-letter-exchange", Arg::Str(String::new())),
@@ -276,7 +279,7 @@ impl Topology {
             });
         }
         for t in &self.retry_tiers {
-            let mut args = quorum(l.max_length);
+            let mut args = quorum(l.max_length, l.max_length_bytes);
             args.extend([
                 ("x-message-ttl", Arg::Int(t.as_millis() as i64)),
                 ("x-dead-letter-exchange", Arg::Str(String::new())),
@@ -294,7 +297,7 @@ impl Topology {
         }
         out.push(QueueSpec {
             name: self.parking_queue(),
-            arguments: quorum(l.parking_max_length),
+            arguments: quorum(l.parking_max_length, l.parking_max_length_bytes),
             description: "parking: poison messages and exhausted retries, with x-orderbus-park-* \
                           headers naming reason, routing key, queue and attempts; replay by hand"
                 .into(),
@@ -358,9 +361,27 @@ impl Topology {
         Ok(())
     }
 
+    /// Sets the gauges `orderbus_queue_max_length{queue}` and
+    /// `orderbus_queue_max_length_bytes{queue}` to each queue's limits, so alerting can compare
+    /// a queue's depth (RabbitMQ's `rabbitmq_queue_messages`) with the point where it starts
+    /// refusing messages. Called by [`Topology::declare`].
+    pub fn report_limits(&self) {
+        for q in self.queues() {
+            for (arg, gauge) in [
+                ("x-max-length", "orderbus_queue_max_length"),
+                ("x-max-length-bytes", "orderbus_queue_max_length_bytes"),
+            ] {
+                if let Some((_, Arg::Int(limit))) = q.arguments.iter().find(|(k, _)| *k == arg) {
+                    metrics::gauge!(gauge, "queue" => q.name.clone()).set(*limit as f64);
+                }
+            }
+        }
+    }
+
     /// Declares everything (idempotent: same names, same arguments).
     pub async fn declare(&self, channel: &Channel) -> Result<(), BusError> {
         self.validate()?;
+        self.report_limits();
         for t in &self.retry_tiers {
             channel
                 .exchange_declare(
@@ -446,20 +467,6 @@ impl Topology {
     }
 }
 
-/// `200ms`, `5s`, `5m`, `1h`.
-pub fn delay_label(d: Duration) -> String {
-    let ms = d.as_millis();
-    if ms.is_multiple_of(3_600_000) {
-        format!("{}h", ms / 3_600_000)
-    } else if ms.is_multiple_of(60_000) {
-        format!("{}m", ms / 60_000)
-    } else if ms.is_multiple_of(1000) {
-        format!("{}s", ms / 1000)
-    } else {
-        format!("{ms}ms")
-    }
-}
-
 pub(crate) fn field_table(args: &[(&'static str, Arg)]) -> FieldTable {
     let mut t = FieldTable::default();
     for (k, v) in args {
@@ -470,17 +477,4 @@ pub(crate) fn field_table(args: &[(&'static str, Arg)]) -> FieldTable {
         t.insert(ShortString::from(*k), v);
     }
     t
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn labels() {
-        assert_eq!(delay_label(Duration::from_millis(200)), "200ms");
-        assert_eq!(delay_label(Duration::from_secs(5)), "5s");
-        assert_eq!(delay_label(Duration::from_secs(300)), "5m");
-        assert_eq!(delay_label(Duration::from_secs(7200)), "2h");
-    }
 }

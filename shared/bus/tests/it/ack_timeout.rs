@@ -5,14 +5,12 @@
 //! The test lowers the broker-wide `consumer_timeout` for its duration, so it is a `serial_` test:
 //! nextest runs it alone (see `.config/nextest.toml`), and a guard restores the old value.
 
-mod common;
-
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use orderbus_bus::{
     ConsumerConfig, Consumers, Delivery, Handler, HandlerFuture, Health, Subscription, Topology,
 };

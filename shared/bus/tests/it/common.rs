@@ -1,6 +1,5 @@
 //! Shared helpers of the bus's integration tests (real RabbitMQ + PostgreSQL, isolated per test:
 //! own database, own service name and routing-key prefix, queues deleted afterwards).
-#![allow(dead_code)]
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -22,9 +21,6 @@ use sqlx::{PgConnection, PgPool};
 use tokio_util::sync::CancellationToken;
 
 pub type TestResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
-
-pub const RABBIT: &str = "127.0.0.1:5672";
-pub const POSTGRES: &str = "127.0.0.1:5432";
 
 pub fn rabbit_addr() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 5672))
@@ -166,7 +162,7 @@ impl Handler for Recorder {
             self.calls.fetch_add(1, Ordering::SeqCst);
             let msg: TestMsg = d.json()?;
             if d.attempt <= msg.fail_times {
-                return Err(HandlerError::Retry(format!(
+                return Err(HandlerError::retry(format!(
                     "simulated 503 on attempt {}",
                     d.attempt
                 )));

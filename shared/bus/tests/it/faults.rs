@@ -1,11 +1,9 @@
 //! Fault tests through the TCP fault proxy: broker cuts, database outage, server-side cancel.
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use deadpool_lapin::lapin::{
     options::{QueueDeclareOptions, QueueDeleteOptions},
     types::FieldTable,

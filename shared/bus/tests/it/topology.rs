@@ -1,12 +1,12 @@
 //! Topology: explicit arguments, definitions export, idempotent declaration on the real broker.
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::*;
-use orderbus_bus::{QueueLimits, Subscription, Topology};
+use crate::common::*;
+use orderbus_bus::{
+    OutageBudget, QueueLimits, RelayConfig, Subscription, SubscriptionSettings, Topology,
+};
 
 fn sample(service: &str) -> Topology {
     Topology::new(service)
@@ -111,4 +111,65 @@ async fn components_are_not_ready_from_construction() {
     assert_eq!(health.snapshot().len(), 2, "{:?}", health.snapshot());
     health.set("http", true);
     assert!(!health.is_ready(), "{:?}", health.snapshot());
+}
+
+/// The length limits follow the outage budget: peak rate × outage messages, bytes with the
+/// headroom factor; every work, tier and parking queue carries both limits.
+#[test]
+fn queue_limits_follow_the_outage_budget() {
+    let budget = OutageBudget {
+        peak_messages_per_second: 50,
+        outage: Duration::from_secs(4 * 3600),
+        mean_message_bytes: 2048,
+        byte_headroom: 3,
+    };
+    let limits = QueueLimits::for_budget(&budget);
+    assert_eq!(limits.max_length, 720_000);
+    assert_eq!(limits.max_length_bytes, 720_000 * 2048 * 3);
+    assert_eq!(
+        limits.parking_max_length,
+        QueueLimits::default().parking_max_length
+    );
+    let defaults = QueueLimits::default();
+    assert_eq!(defaults.max_length, 864_000, "20 msg/s for 12 h");
+    assert_eq!(defaults.max_length_bytes, 864_000 * 1024 * 2);
+
+    let t = sample("storefront").limits(limits.clone());
+    let defs = t.definitions("/");
+    let queues = defs["queues"].as_array().cloned().unwrap_or_default();
+    for q in &queues {
+        let a = &q["arguments"];
+        let parking = q["name"] == "storefront.parking";
+        let (len, bytes) = if parking {
+            (limits.parking_max_length, limits.parking_max_length_bytes)
+        } else {
+            (limits.max_length, limits.max_length_bytes)
+        };
+        assert_eq!(a["x-max-length"], len, "{}", q["name"]);
+        assert_eq!(a["x-max-length-bytes"], bytes, "{}", q["name"]);
+    }
+}
+
+/// Settings round-trip as one struct; the pool needs one connection per worker × partition.
+#[test]
+fn subscription_settings_and_pool_sizing() {
+    let settings = SubscriptionSettings {
+        prefetch: 120,
+        max_retries: Some(5),
+        batch: 20,
+        concurrency: 3,
+        partitions: 4,
+    };
+    let sub = Subscription::new("order.payment", Arc::new(Recorder::default()))
+        .with_settings(settings.clone());
+    assert_eq!(sub.settings(), settings);
+    assert_eq!(
+        Subscription::new("x", Arc::new(Recorder::default())).settings(),
+        SubscriptionSettings::default()
+    );
+    let t = Topology::new("s")
+        .subscribe(sub)
+        .subscribe(Subscription::new("erp.*", Arc::new(Recorder::default())));
+    assert_eq!(t.pool_connections(), 12 + 1);
+    assert_eq!(RelayConfig::default().pool_connections(), 4);
 }

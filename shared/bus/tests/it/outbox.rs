@@ -1,10 +1,8 @@
 //! Outbox + relay against the real broker and database.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use orderbus_bus::{
     conn, Health, Outbox, OutgoingMessage, Publisher, Relay, RelayConfig, TRACEPARENT,
 };
@@ -413,7 +411,7 @@ async fn two_pipelined_relays_publish_each_row_once() -> TestResult {
     Ok(())
 }
 
-/// R17's per-aggregate order: 600 rows of 20 orders (correlation ids), interleaved, published by
+/// Per-aggregate order: 600 rows of 20 orders (correlation ids), interleaved, published by
 /// two pipelined relays (3 batches in flight each, on separate channels): every order's messages
 /// arrive in the order they were committed, each exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

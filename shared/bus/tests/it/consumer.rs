@@ -1,14 +1,12 @@
 //! Consumer semantics: inbox dedup, retry tiers, parking, batches, crash mid-batch.
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use deadpool_lapin::lapin::BasicProperties;
 use orderbus_bus::{
-    typed, Delivery, HandlerFuture, MessageHandler, Topology, HEADER_PARK_ATTEMPTS,
+    typed, Delivery, HandlerError, HandlerFuture, MessageHandler, Topology, HEADER_PARK_ATTEMPTS,
     HEADER_PARK_QUEUE, HEADER_PARK_REASON, HEADER_ROUTING_KEY,
 };
 use orderbus_contracts::{OrderStatus, StorefrontOrderStatus};
@@ -88,21 +86,19 @@ async fn transient_failures_retry_through_tiers() -> TestResult {
 
 struct StatusHandler;
 impl MessageHandler<OrderStatus> for StatusHandler {
-    fn handle<'a>(
-        &'a self,
+    async fn handle(
+        &self,
         msg: OrderStatus,
-        d: &'a Delivery,
-        conn: &'a mut PgConnection,
-    ) -> HandlerFuture<'a> {
-        Box::pin(async move {
-            sqlx::query("INSERT INTO effects (key, attempt, message_id) VALUES ($1, $2, $3)")
-                .bind(msg.order_code.to_string())
-                .bind(d.attempt as i32)
-                .bind(&d.message_id)
-                .execute(&mut *conn)
-                .await?;
-            Ok(())
-        })
+        d: &Delivery,
+        conn: &mut PgConnection,
+    ) -> Result<(), HandlerError> {
+        sqlx::query("INSERT INTO effects (key, attempt, message_id) VALUES ($1, $2, $3)")
+            .bind(msg.order_code.to_string())
+            .bind(d.attempt as i32)
+            .bind(&d.message_id)
+            .execute(&mut *conn)
+            .await?;
+        Ok(())
     }
 }
 
