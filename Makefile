@@ -14,7 +14,7 @@ help: ## list the targets
 run: services build ## start the whole local stack and print where to look
 	@scripts/run.sh
 
-test: services fmt-check clippy deploy-check unit ## everything CI checks: fmt, clippy, all tests against the real broker and database
+test: services fmt-check sqlx-check clippy deploy-check unit ## everything CI checks: fmt, offline query metadata, clippy, manifests, all tests against the real broker and database
 
 services: ## install (Debian packages) and start RabbitMQ + PostgreSQL if needed
 	@scripts/ensure-services.sh

@@ -376,6 +376,8 @@ async fn deploy_retry_tier_round_trip_works_under_the_storefront_user() -> Resul
     config.database_url = Secret::new(db.url());
     config.http_addr = "127.0.0.1:0".parse()?;
     config.shutdown_grace = Duration::from_secs(5);
+    // Only the broker side is under test here; the HTTP API is not called.
+    config.auth = orderbus_runtime::auth::AuthSettings::open();
     let settings = orderbus_storefront::Settings {
         sweep_interval: None,
         ..orderbus_storefront::Settings::default()

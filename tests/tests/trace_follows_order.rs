@@ -80,7 +80,6 @@ fn consumer_line(line: &Value, trace_id: &str, target: &str, service: &str) -> b
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the bus consumer's `message` span with `trace_id` (shared/bus); run with --run-ignored all"]
 async fn one_trace_id_from_the_request_through_both_services() -> anyhow::Result<()> {
     let captured = Captured::default();
     let writer = captured.clone();

@@ -128,7 +128,7 @@ impl Delivery {
 
     /// Decodes the body as JSON; a failure parks with serde's message.
     pub fn json<T: DeserializeOwned>(&self) -> Result<T, HandlerError> {
-        serde_json::from_slice(&self.body)
+        orderbus_contracts::strict::from_slice(&self.body)
             .map_err(|e| HandlerError::park("undecodable JSON").with_source(e))
     }
 

@@ -210,6 +210,15 @@ impl Topology {
             .collect()
     }
 
+    /// The service's own fanout exchanges: one per delay tier and `<service>.parking`, each
+    /// bound to the queue of the same name. The bus publishes retries and parked messages to
+    /// them (never to the default exchange, which least-privilege users may not write to).
+    pub fn exchanges(&self) -> Vec<String> {
+        let mut out = self.tier_queues();
+        out.push(self.parking_queue());
+        out
+    }
+
     /// Checks names and tiers before anything is declared.
     pub fn validate(&self) -> Result<(), BusError> {
         if self.service.is_empty() || self.service.contains(char::is_whitespace) {
@@ -316,10 +325,10 @@ impl Topology {
                 routing_key: s.pattern.clone(),
             })
             .collect();
-        for t in &self.retry_tiers {
+        for exchange in self.exchanges() {
             out.push(BindingSpec {
-                exchange: self.tier_name(*t),
-                queue: self.tier_name(*t),
+                exchange: exchange.clone(),
+                queue: exchange,
                 routing_key: String::new(),
             });
         }
@@ -350,10 +359,10 @@ impl Topology {
                 .queue_delete(ShortString::from(q.name), QueueDeleteOptions::default())
                 .await?;
         }
-        for t in &self.retry_tiers {
+        for exchange in self.exchanges() {
             channel
                 .exchange_delete(
-                    ShortString::from(self.tier_name(*t)),
+                    ShortString::from(exchange),
                     ExchangeDeleteOptions::default(),
                 )
                 .await?;
@@ -382,10 +391,10 @@ impl Topology {
     pub async fn declare(&self, channel: &Channel) -> Result<(), BusError> {
         self.validate()?;
         self.report_limits();
-        for t in &self.retry_tiers {
+        for exchange in self.exchanges() {
             channel
                 .exchange_declare(
-                    ShortString::from(self.tier_name(*t)),
+                    ShortString::from(exchange),
                     ExchangeKind::Fanout,
                     ExchangeDeclareOptions {
                         durable: true,
@@ -444,9 +453,9 @@ impl Topology {
             })
             .collect();
         let exchanges: Vec<Value> = self
-            .retry_tiers
-            .iter()
-            .map(|t| json!({"name": self.tier_name(*t), "vhost": vhost, "type": "fanout", "durable": true, "auto_delete": false, "internal": false, "arguments": {}}))
+            .exchanges()
+            .into_iter()
+            .map(|name| json!({"name": name, "vhost": vhost, "type": "fanout", "durable": true, "auto_delete": false, "internal": false, "arguments": {}}))
             .collect();
         let bindings: Vec<Value> = self
             .bindings()

@@ -274,8 +274,11 @@ impl Worker {
             .clone()
             .with_message_id(ShortString::from(d.message_id.as_str()))
             .with_headers(headers);
+        // Through the service's parking exchange: publishers (our own users included) may not
+        // write to the default exchange.
+        let parking = self.topology.parking_queue();
         self.publisher
-            .publish_raw("", &self.topology.parking_queue(), &raw.data, props)
+            .publish_raw(&parking, &parking, &raw.data, props)
             .await?;
         self.ack(&raw.acker, false).await?;
         tracing::warn!(queue = %self.queue, message_id = %d.message_id, %reason, "parked");

@@ -352,9 +352,8 @@ fn broker(users: &[BrokerUser]) -> Broker {
         )],
     };
     for topology in users.iter().filter_map(|u| u.topology.as_ref()) {
-        for delay in &topology.retry_tiers {
-            b.exchanges
-                .push((topology.tier_name(*delay), "fanout".into()));
+        for exchange in topology.exchanges() {
+            b.exchanges.push((exchange, "fanout".into()));
         }
         b.queues.extend(topology.queues());
         for binding in topology.bindings() {
