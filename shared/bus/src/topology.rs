@@ -33,7 +33,7 @@ pub use crate::subscription::Subscription;
 /// silently. The limits are therefore sized so a queue holds `peak_messages_per_second ×
 /// outage` messages, and the byte limit leaves room for messages `byte_headroom` times the mean
 /// size.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OutageBudget {
     /// The busiest publisher's peak rate into one queue.
     pub peak_messages_per_second: u32,

@@ -9,7 +9,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use orderbus_bus::{ConsumerConfig, RelayConfig, Topology};
+use orderbus_bus::{ConsumerConfig, OutageBudget, QueueLimits, RelayConfig, Topology};
 
 use crate::auth::{ApiKeys, AuthSettings};
 
@@ -243,6 +243,26 @@ pub struct ConsumerArgs {
     /// service's].
     #[arg(long, env = "ORDERBUS_RETRY_TIERS", value_delimiter = ',', value_parser = parse_duration, help_heading = "Consumers")]
     pub retry_tiers: Option<Vec<Duration>>,
+    /// Outage budget of every work and retry queue: the peak rate (msg/s) one publisher may
+    /// send into a queue. The queues' `x-max-length` is rate × outage hours, so a publisher
+    /// without confirms loses nothing while a consumer is down that long [default: 20].
+    #[arg(long, env = "ORDERBUS_QUEUE_PEAK_RATE", help_heading = "Queue limits")]
+    pub queue_peak_rate: Option<u32>,
+    /// Outage budget: hours a consumer may be down without a full queue [default: 12].
+    #[arg(
+        long,
+        env = "ORDERBUS_QUEUE_OUTAGE_HOURS",
+        help_heading = "Queue limits"
+    )]
+    pub queue_outage_hours: Option<u32>,
+    /// Outage budget: mean message size in bytes; `x-max-length-bytes` is messages × this ×
+    /// 2 [default: 1024].
+    #[arg(
+        long,
+        env = "ORDERBUS_QUEUE_MEAN_MESSAGE_BYTES",
+        help_heading = "Queue limits"
+    )]
+    pub queue_mean_message_bytes: Option<u32>,
 }
 
 /// Outbox relay settings.
@@ -294,6 +314,37 @@ pub struct AuthArgs {
     pub api_keys_file: Option<PathBuf>,
 }
 
+impl ConsumerArgs {
+    /// The outage budget the queue-limit settings describe (`None` when none is set).
+    fn queue_budget(&self) -> Result<Option<OutageBudget>, ConfigError> {
+        if self.queue_peak_rate.is_none()
+            && self.queue_outage_hours.is_none()
+            && self.queue_mean_message_bytes.is_none()
+        {
+            return Ok(None);
+        }
+        let default = OutageBudget::default();
+        let budget = OutageBudget {
+            peak_messages_per_second: match self.queue_peak_rate {
+                Some(r) => positive(r, "ORDERBUS_QUEUE_PEAK_RATE")?,
+                None => default.peak_messages_per_second,
+            },
+            outage: match self.queue_outage_hours {
+                Some(h) => Duration::from_secs(
+                    u64::from(positive(h, "ORDERBUS_QUEUE_OUTAGE_HOURS")?) * 3600,
+                ),
+                None => default.outage,
+            },
+            mean_message_bytes: match self.queue_mean_message_bytes {
+                Some(b) => positive(b, "ORDERBUS_QUEUE_MEAN_MESSAGE_BYTES")?,
+                None => default.mean_message_bytes,
+            },
+            ..default
+        };
+        Ok(Some(budget))
+    }
+}
+
 /// Overrides of the topology a service declares (from [`ConsumerArgs`]).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct TopologyOverrides {
@@ -301,6 +352,8 @@ pub struct TopologyOverrides {
     pub batch: Option<usize>,
     pub partitions: Option<usize>,
     pub retry_tiers: Option<Vec<Duration>>,
+    /// Work and retry queue limits from this outage budget instead of the default one.
+    pub queue_budget: Option<OutageBudget>,
 }
 
 impl TopologyOverrides {
@@ -309,6 +362,11 @@ impl TopologyOverrides {
     pub fn apply(&self, mut topology: Topology) -> Topology {
         if let Some(tiers) = &self.retry_tiers {
             topology.retry_tiers = tiers.clone();
+        }
+        if let Some(budget) = &self.queue_budget {
+            let sized = QueueLimits::for_budget(budget);
+            topology.limits.max_length = sized.max_length;
+            topology.limits.max_length_bytes = sized.max_length_bytes;
         }
         for sub in &mut topology.subscriptions {
             if let Some(p) = self.prefetch {
@@ -419,6 +477,7 @@ impl RuntimeArgs {
                 .map(|p| positive(p, "ORDERBUS_CONSUMER_PARTITIONS"))
                 .transpose()?,
             retry_tiers: self.consumer.retry_tiers.clone(),
+            queue_budget: self.consumer.queue_budget()?,
         };
         Ok(Config {
             service: service.to_owned(),
@@ -586,6 +645,31 @@ mod tests {
         assert!(parse(&["--http-port", "x"]).is_err());
         assert!(parse(&["--db-max-connections", "0"]).is_err());
         assert!(parse(&["--log-format", "xml"]).is_err());
+    }
+
+    #[test]
+    fn queue_limits_follow_the_configured_outage_budget() {
+        let c = parse(&["--queue-peak-rate", "100", "--queue-outage-hours", "24"]).unwrap();
+        let budget = c.topology.queue_budget.clone().expect("a budget");
+        assert_eq!(budget.peak_messages_per_second, 100);
+        assert_eq!(budget.outage, Duration::from_secs(24 * 3600));
+        assert_eq!(
+            budget.mean_message_bytes,
+            OutageBudget::default().mean_message_bytes
+        );
+        let topology = c.topology.apply(Topology::new("svc"));
+        assert_eq!(topology.limits.max_length, 100 * 24 * 3600);
+        assert_eq!(
+            topology.limits.max_length_bytes,
+            QueueLimits::for_budget(&budget).max_length_bytes
+        );
+        // Delivery limit and parking keep their defaults.
+        assert_eq!(
+            topology.limits.delivery_limit,
+            QueueLimits::default().delivery_limit
+        );
+        assert!(parse(&["--queue-peak-rate", "0"]).is_err());
+        assert_eq!(parse(&[]).unwrap().topology.queue_budget, None);
     }
 
     #[test]

@@ -18,6 +18,7 @@ pub mod config;
 pub mod db;
 pub mod http;
 pub mod migrate;
+pub mod serve;
 pub mod service;
 pub mod signal;
 pub mod task;

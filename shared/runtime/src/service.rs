@@ -215,10 +215,8 @@ impl Service {
         let mut tasks: JoinSet<(String, Result<(), String>)> = JoinSet::new();
         let s = shutdown.clone();
         tasks.spawn(async move {
-            let r = axum::serve(listener, router)
-                .with_graceful_shutdown(s.cancelled_owned())
-                .await;
-            ("http".to_owned(), r.map_err(|e| e.to_string()))
+            crate::serve::serve(listener, router, s).await;
+            ("http".to_owned(), Ok(()))
         });
         let (probe_config, probe_health, s) = (config.clone(), health.clone(), shutdown.clone());
         tasks.spawn(async move {

@@ -20,6 +20,8 @@ pub struct Harness {
     pub db: TestDb,
     pub base: String,
     pub http: reqwest::Client,
+    /// The API key `http` sends (for requests made without reqwest).
+    pub api_key: String,
     pub settings: Settings,
     shutdown: CancellationToken,
     running: Option<Running>,
@@ -113,6 +115,7 @@ impl Harness {
             db,
             base,
             http: authorized_client(&key)?,
+            api_key: key,
             settings,
             shutdown,
             running: Some(running),
