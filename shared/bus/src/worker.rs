@@ -407,7 +407,7 @@ impl Worker {
                 );
                 let fut = std::panic::AssertUnwindSafe(handled)
                     .catch_unwind()
-                    .instrument(span);
+                    .instrument(span.clone());
                 let res = match tokio::time::timeout(self.config.handler_timeout, fut).await {
                     Err(_) => Err(HandlerError::retry(format!(
                         "handler timed out after {:?}",
@@ -420,6 +420,9 @@ impl Worker {
                     let _ = tokio::time::timeout(self.config.db_timeout, tx.rollback()).await;
                     return TxOutcome::Failed(i, e);
                 }
+                // One line per applied message, in its span (trace id, key, message id), so a
+                // trace can be followed through every consumer at debug level.
+                span.in_scope(|| tracing::debug!("handled"));
             }
             return match tokio::time::timeout(self.config.db_timeout, tx.commit()).await {
                 Ok(Ok(())) => TxOutcome::Committed(dups),

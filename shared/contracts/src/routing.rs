@@ -266,9 +266,10 @@ pub fn decode<M: Message>(body: &[u8]) -> Result<M, DecodeError> {
     };
     // Parse to a value first so syntax errors and type errors are reported separately, and so
     // that tagged enums still report field paths. The strict parser refuses a repeated key
-    // (`"status":100,"status":700`) and U+0000 instead of silently keeping the last value.
-    let value: serde_json::Value =
-        crate::strict::from_slice(body).map_err(|e| fail(e.path().to_owned(), e.reason()))?;
+    // (`"status":100,"status":700`) instead of silently keeping the last value; U+0000 is refused
+    // by the text rules of the fields the message reads, not in fields it ignores.
+    let value: serde_json::Value = crate::strict::from_slice_ignoring_unread_nul(body)
+        .map_err(|e| fail(e.path().to_owned(), e.reason()))?;
     let message = M::from_json(value).map_err(|(path, msg)| fail(path, msg))?;
     message
         .validate()

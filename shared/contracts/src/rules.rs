@@ -16,7 +16,8 @@
 //!
 //! 500 is the storefront's HTTP limit for every text field, so a body the HTTP API accepts is
 //! always a valid message. Strings are measured in Unicode scalar values, as JSON Schema's
-//! `maxLength` does. U+0000 is refused in every string by [`crate::strict`].
+//! `maxLength` does. U+0000 is refused in every text field a rule reads (an ignored, unknown
+//! field may carry it: the message is not refused for what nobody reads).
 
 use schemars::{json_schema, Schema, SchemaGenerator};
 use serde::de::Error as _;
@@ -127,6 +128,9 @@ fn deserialize_checked<'de, D: Deserializer<'de>>(
     check: fn(&str) -> Option<String>,
 ) -> Result<String, D::Error> {
     let v = String::deserialize(d)?;
+    if v.contains('\0') {
+        return Err(D::Error::custom("string contains U+0000"));
+    }
     match check(&v) {
         Some(reason) => Err(D::Error::custom(reason)),
         None => Ok(v),
@@ -231,6 +235,9 @@ pub mod opt_optional {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
         let v = Option::<String>::deserialize(d)?;
+        if v.as_deref().is_some_and(|v| v.contains('\0')) {
+            return Err(D::Error::custom("string contains U+0000"));
+        }
         match v.as_deref().and_then(check_optional) {
             Some(reason) => Err(D::Error::custom(reason)),
             None => Ok(v),

@@ -74,6 +74,18 @@ fn display_path(path: &str) -> &str {
 /// depth and any string or key containing U+0000.
 pub fn from_slice<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, StrictError> {
     check(bytes)?;
+    decode_checked(bytes)
+}
+
+/// Like [`from_slice`], but U+0000 is left to the type: the contracts' text rules refuse it
+/// in every field they read, while an ignored (unknown) field may carry anything — a message
+/// is not refused for what the reader does not read.
+pub fn from_slice_ignoring_unread_nul<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, StrictError> {
+    walk(bytes, false)?;
+    decode_checked(bytes)
+}
+
+fn decode_checked<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, StrictError> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
@@ -92,11 +104,16 @@ pub fn from_slice<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, StrictError> {
 
 /// Checks that `bytes` is one JSON document without duplicate keys or U+0000, building nothing.
 pub fn check(bytes: &[u8]) -> Result<(), StrictError> {
+    walk(bytes, true)
+}
+
+fn walk(bytes: &[u8], refuse_nul: bool) -> Result<(), StrictError> {
     let found = RefCell::new(None);
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let walked = Walk {
         at: &Chain::Root,
         found: &found,
+        refuse_nul,
     }
     .deserialize(&mut de)
     .and_then(|()| de.end());
@@ -143,6 +160,9 @@ impl fmt::Display for Chain<'_> {
 struct Walk<'a> {
     at: &'a Chain<'a>,
     found: &'a RefCell<Option<StrictError>>,
+    /// Refuse U+0000 anywhere (`false`: only duplicate keys; the fields a type reads check
+    /// their own text).
+    refuse_nul: bool,
 }
 
 impl Walk<'_> {
@@ -188,7 +208,7 @@ impl<'de> Visitor<'de> for Walk<'_> {
     }
 
     fn visit_str<E: de::Error>(self, s: &str) -> Result<(), E> {
-        if s.contains('\0') {
+        if self.refuse_nul && s.contains('\0') {
             return Err(self.refuse(StrictError::Nul {
                 path: self.at.to_string(),
             }));
@@ -206,6 +226,7 @@ impl<'de> Visitor<'de> for Walk<'_> {
             let element = Walk {
                 at: &at,
                 found: self.found,
+                refuse_nul: self.refuse_nul,
             };
             if seq.next_element_seed(element)?.is_none() {
                 return Ok(());
@@ -217,7 +238,7 @@ impl<'de> Visitor<'de> for Walk<'_> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         let mut seen = HashSet::new();
         while let Some(key) = map.next_key::<String>()? {
-            if key.contains('\0') {
+            if self.refuse_nul && key.contains('\0') {
                 let at = Chain::Key {
                     parent: self.at,
                     key: &key,
@@ -237,6 +258,7 @@ impl<'de> Visitor<'de> for Walk<'_> {
                 key: &key,
             };
             map.next_value_seed(Walk {
+                refuse_nul: self.refuse_nul,
                 at: &at,
                 found: self.found,
             })?;

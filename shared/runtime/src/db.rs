@@ -197,8 +197,12 @@ mod tests {
         assert!(is_unavailable(&sqlx::Error::Io(std::io::Error::from(
             std::io::ErrorKind::ConnectionReset
         ))));
+        // A connection cut during the handshake.
+        assert!(is_unavailable(&sqlx::Error::Protocol(
+            "unexpected response from SSLRequest".into()
+        )));
         assert!(!is_unavailable(&sqlx::Error::RowNotFound));
-        assert!(!is_unavailable(&sqlx::Error::Protocol("x".into())));
+        assert!(!is_unavailable(&sqlx::Error::ColumnNotFound("x".into())));
         let r = unavailable_response();
         assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(r.headers()[header::RETRY_AFTER], "5");

@@ -70,7 +70,10 @@ impl Handler for LedgerWriter {
     fn handle<'a>(&'a self, d: &'a Delivery, conn: &'a mut PgConnection) -> HandlerFuture<'a> {
         Box::pin(async move {
             self.calls.fetch_add(1, Ordering::SeqCst);
-            let e: Entry = d.json()?;
+            // Plain serde_json, not `Delivery::json` (which refuses U+0000 itself): the NUL case
+            // must reach PostgreSQL to test its SQLSTATE.
+            let e: Entry = serde_json::from_slice(&d.body)
+                .map_err(|e| HandlerError::park("undecodable JSON").with_source(e))?;
             if let Some(code) = e.raise.as_deref().filter(|_| d.attempt <= e.fail_times) {
                 raise(conn, code).await?;
             }

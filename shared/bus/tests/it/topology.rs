@@ -58,7 +58,8 @@ fn definitions_list_every_queue_with_explicit_arguments() {
     assert!(bindings.iter().any(|b| b["source"] == "amq.topic"
         && b["destination"] == "storefront.erp.*"
         && b["routing_key"] == "erp.*"));
-    assert_eq!(defs["exchanges"].as_array().map(Vec::len), Some(3));
+    // Three delay tiers and the parking exchange.
+    assert_eq!(defs["exchanges"].as_array().map(Vec::len), Some(4));
     assert_eq!(
         defs["orderbus_descriptions"]["storefront.order.payment"]
             .as_str()
