@@ -9,5 +9,4 @@ mod metrics;
 mod props;
 mod shopline;
 mod signatures;
-mod throughput;
 mod tokens;
