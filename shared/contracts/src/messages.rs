@@ -56,6 +56,32 @@ pub struct OrderSubmit {
     )]
     #[schemars(schema_with = "rules::optional::schema")]
     pub remark: String,
+    /// Who collects the customer's money for this order; absent means `gateway`.
+    #[serde(default, skip_serializing_if = "PaymentChannel::is_gateway")]
+    pub payment_channel: PaymentChannel,
+}
+
+/// `order.submit.payment_channel` (defined by orderbus): who collects the customer's money.
+///
+/// The payments service takes payment only for `gateway` orders (and not for a JIT child, whose
+/// parent pays). A shipping partner that collects the money itself (Frotel's cash on delivery or
+/// its bank gateway) reports the payment with its own `order.payment`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PaymentChannel {
+    /// The shop's own payment gateway (Sinopac QPay, the payments service).
+    #[default]
+    Gateway,
+    /// Cash collected by the shipping partner on delivery (Frotel `buy_type` 1).
+    CashOnDelivery,
+    /// The shipping partner's online bank payment (Frotel `buy_type` 2).
+    PartnerBank,
+}
+
+impl PaymentChannel {
+    pub fn is_gateway(&self) -> bool {
+        matches!(self, PaymentChannel::Gateway)
+    }
 }
 
 /// The delivery address inside `order.submit`.

@@ -143,6 +143,8 @@ async fn insert_order(conn: &mut PgConnection, o: &NewOrder<'_>) -> Result<(), A
             })
             .collect::<Result<_, ApiError>>()?,
         remark: o.remark.to_owned(),
+        // The storefront's checkout takes payment through the gateway only (for now).
+        payment_channel: c::PaymentChannel::Gateway,
     };
     Outbox::new().send(conn, &submit).await?;
     let detail = json!({
