@@ -13,10 +13,11 @@ use orderbus_contracts::{
     OrderSubmit, PayType, RefundStatusUpdate, ReturnStatus, StorefrontOrderStatus,
 };
 use rand::Rng;
-use sqlx::{PgConnection, Row};
+use sqlx::PgConnection;
 
 use crate::config::{chance, SimConfig};
 use crate::scheduler::{cancel, schedule};
+use crate::store::{self, NewAfterSale};
 use crate::ErpSimError;
 
 /// The ERP's behaviour; one value implements every consumed message.
@@ -106,20 +107,10 @@ impl Erp {
         order_code: i64,
         tp: Option<&str>,
     ) -> Result<(), ErpSimError> {
-        let row = sqlx::query(
-            "UPDATE erp_sim_orders SET walk_started_at = now() \
-             WHERE order_code = $1 AND walk_started_at IS NULL AND cancelled_at IS NULL \
-               AND submitted_at IS NOT NULL AND NOT is_split_parent \
-             RETURNING uid, submit",
-        )
-        .bind(order_code)
-        .fetch_optional(&mut *conn)
-        .await?;
-        let Some(row) = row else {
+        let Some(store::WalkClaim { uid, submit }) = store::claim_walk(conn, order_code).await?
+        else {
             return Ok(());
         };
-        let uid: i64 = row.try_get("uid")?;
-        let submit: Option<serde_json::Value> = row.try_get("submit")?;
         let d = &self.cfg.delays;
         let subject = order_subject(order_code);
         let status = |status, data| ErpOrderStatusUpdate {
@@ -184,18 +175,6 @@ impl Erp {
     }
 }
 
-/// Serializes the handlers of one order family (an order and its JIT children) for the rest of
-/// the transaction. `order.submit` and `order.payment` arrive on different queues and run
-/// concurrently: without this, a child's submit and its parent's payment could each miss the
-/// other's uncommitted row, and the child would never be walked.
-async fn lock_family(conn: &mut PgConnection, family: i64) -> Result<(), sqlx::Error> {
-    sqlx::query("SELECT pg_advisory_xact_lock($1)")
-        .bind(family)
-        .execute(conn)
-        .await?;
-    Ok(())
-}
-
 /// An 11-digit waybill number derived from the order code (stable across replays).
 pub fn express_number(order_code: i64) -> String {
     format!("9{:010}", order_code.rem_euclid(10_000_000_000))
@@ -232,31 +211,22 @@ impl MessageHandler<OrderSubmit> for Erp {
             if !self.cfg.serves(m.uid) {
                 return Ok(());
             }
-            lock_family(conn, m.parent_order_code.unwrap_or(m.order_code)).await?;
+            // An order family (an order and its JIT children) is handled one message at a time:
+            // `order.submit` and `order.payment` arrive on different queues, and without the
+            // lock a child's submit and its parent's payment could each miss the other's
+            // uncommitted row, and the child would never be walked.
+            store::lock_family(conn, m.parent_order_code.unwrap_or(m.order_code)).await?;
             let body = serde_json::to_value(&m)
                 .map_err(|e| HandlerError::Park(format!("re-encode: {e}")))?;
-            let inserted = sqlx::query(
-                "INSERT INTO erp_sim_orders (order_code, uid, parent_order_code, submit, submitted_at) \
-                 VALUES ($1, $2, $3, $4, now()) \
-                 ON CONFLICT (order_code) DO UPDATE SET submit = EXCLUDED.submit, \
-                     parent_order_code = EXCLUDED.parent_order_code, submitted_at = now() \
-                 WHERE erp_sim_orders.submitted_at IS NULL \
-                 RETURNING paid_at IS NOT NULL AS paid",
-            )
-            .bind(m.order_code)
-            .bind(m.uid)
-            .bind(m.parent_order_code)
-            .bind(body)
-            .fetch_optional(&mut *conn)
-            .await?;
-            let Some(row) = inserted else {
+            let inserted =
+                store::record_submit(conn, m.order_code, m.uid, m.parent_order_code, body).await?;
+            let Some(paid) = inserted else {
                 tracing::info!(
                     order_code = m.order_code,
                     "erp-sim: order.submit again; already known"
                 );
                 return Ok(());
             };
-            let paid: bool = row.try_get("paid")?;
             let tp = d.traceparent.as_deref();
             let subject = order_subject(m.order_code);
             match m.parent_order_code {
@@ -314,17 +284,8 @@ async fn mark_split_parent(
     parent: i64,
     uid: i64,
 ) -> Result<bool, ErpSimError> {
-    let row = sqlx::query(
-        "INSERT INTO erp_sim_orders (order_code, uid, is_split_parent) VALUES ($1, $2, true) \
-         ON CONFLICT (order_code) DO UPDATE SET is_split_parent = true \
-         RETURNING paid_at IS NOT NULL AS paid, walk_started_at IS NOT NULL AS walked",
-    )
-    .bind(parent)
-    .bind(uid)
-    .fetch_one(&mut *conn)
-    .await?;
-    let walked: bool = row.try_get("walked")?;
-    if walked {
+    let found = store::mark_split_parent(conn, parent, uid).await?;
+    if found.walked {
         let n = cancel(conn, &order_subject(parent)).await?;
         tracing::info!(
             stand_in = true,
@@ -333,7 +294,7 @@ async fn mark_split_parent(
             "erp-sim: order turned out to be a JIT split parent; its walk is stopped (the children are fulfilled)"
         );
     }
-    Ok(row.try_get("paid")?)
+    Ok(found.paid)
 }
 
 impl MessageHandler<OrderPayment> for Erp {
@@ -347,18 +308,10 @@ impl MessageHandler<OrderPayment> for Erp {
             if !self.cfg.serves(m.uid) {
                 return Ok(());
             }
-            lock_family(conn, m.order_code).await?;
-            let row = sqlx::query(
-                "INSERT INTO erp_sim_orders (order_code, uid, paid_at) VALUES ($1, $2, now()) \
-                 ON CONFLICT (order_code) DO UPDATE SET paid_at = now() \
-                 WHERE erp_sim_orders.paid_at IS NULL \
-                 RETURNING cancelled_at IS NOT NULL AS cancelled",
-            )
-            .bind(m.order_code)
-            .bind(m.uid)
-            .fetch_optional(&mut *conn)
-            .await?;
-            let Some(row) = row else {
+            store::lock_family(conn, m.order_code).await?;
+            let Some(storefront_cancelled) =
+                store::record_payment(conn, m.order_code, m.uid).await?
+            else {
                 tracing::info!(
                     order_code = m.order_code,
                     "erp-sim: order already paid; ignoring"
@@ -368,14 +321,8 @@ impl MessageHandler<OrderPayment> for Erp {
             let unpaid = format!("unpaid:{}", m.order_code);
             cancel(conn, &unpaid).await?;
             // Paid after the stand-in already auto-cancelled it (906): too late to ship.
-            let auto_cancelled = sqlx::query(
-                "SELECT 1 FROM erp_sim_scheduled WHERE subject = $1 AND sent_at IS NOT NULL",
-            )
-            .bind(&unpaid)
-            .fetch_optional(&mut *conn)
-            .await?
-            .is_some();
-            let cancelled: bool = row.try_get::<bool, _>("cancelled")? || auto_cancelled;
+            let auto_cancelled = store::any_sent(conn, &unpaid).await?;
+            let cancelled = storefront_cancelled || auto_cancelled;
             if cancelled {
                 tracing::info!(
                     order_code = m.order_code,
@@ -385,13 +332,7 @@ impl MessageHandler<OrderPayment> for Erp {
             }
             let tp = d.traceparent.as_deref();
             self.start_walk(conn, m.order_code, tp).await?;
-            let children: Vec<i64> = sqlx::query_scalar(
-                "SELECT order_code FROM erp_sim_orders WHERE parent_order_code = $1 ORDER BY order_code",
-            )
-            .bind(m.order_code)
-            .fetch_all(&mut *conn)
-            .await?;
-            for child in children {
+            for child in store::children_of(conn, m.order_code).await? {
                 self.start_walk(conn, child, tp).await?;
             }
             Ok(())
@@ -411,14 +352,7 @@ impl MessageHandler<OrderStatus> for Erp {
             match m.status {
                 StorefrontOrderStatus::UserCancelled
                 | StorefrontOrderStatus::SystemAutoCancelled => {
-                    let known = sqlx::query(
-                        "UPDATE erp_sim_orders SET cancelled_at = COALESCE(cancelled_at, now()) \
-                         WHERE order_code = $1 RETURNING order_code",
-                    )
-                    .bind(m.order_code)
-                    .fetch_optional(&mut *conn)
-                    .await?;
-                    if known.is_some() {
+                    if store::cancel_order(conn, m.order_code).await? {
                         let n = cancel(conn, &order_subject(m.order_code)).await?
                             + cancel(conn, &format!("unpaid:{}", m.order_code)).await?;
                         tracing::info!(order_code = m.order_code, status = %m.status, pending_cancelled = n, "erp-sim: order cancelled by the storefront; walk stopped");
@@ -447,18 +381,16 @@ impl MessageHandler<CreateChangeOrder> for Erp {
             }
             let reject = decide(self.cfg.reject_rate);
             let (exchange_id, returned_id, new_order_code) = (erp_id(), erp_id(), erp_id());
-            let inserted = sqlx::query(
-                "INSERT INTO erp_sim_after_sales (erp_id, kind, storefront_id, order_code, uid, state) \
-                 VALUES ($1, 'change', $2, $3, $4, $5) ON CONFLICT (kind, storefront_id) DO NOTHING",
-            )
-            .bind(exchange_id)
-            .bind(m.id)
-            .bind(m.order_code)
-            .bind(m.uid)
-            .bind(if reject { "rejected" } else { "open" })
-            .execute(&mut *conn)
-            .await?;
-            if inserted.rows_affected() == 0 {
+            let new = NewAfterSale {
+                erp_id: exchange_id,
+                kind: store::AfterSaleKind::Change,
+                storefront_id: m.id,
+                order_code: m.order_code,
+                uid: m.uid,
+                rejected: reject,
+                amount: None,
+            };
+            if !store::insert_after_sale(conn, &new).await? {
                 tracing::info!(id = m.id, "erp-sim: exchange already answered; ignoring");
                 return Ok(());
             }
@@ -565,19 +497,16 @@ impl MessageHandler<CreateRefundOrder> for Erp {
             let amount = refund_amount(&m)?;
             let reject = decide(self.cfg.reject_rate);
             let returned_id = erp_id();
-            let inserted = sqlx::query(
-                "INSERT INTO erp_sim_after_sales (erp_id, kind, storefront_id, order_code, uid, state, amount) \
-                 VALUES ($1, 'refund', $2, $3, $4, $5, $6) ON CONFLICT (kind, storefront_id) DO NOTHING",
-            )
-            .bind(returned_id)
-            .bind(m.order_returned_id)
-            .bind(m.order_code)
-            .bind(m.uid)
-            .bind(if reject { "rejected" } else { "open" })
-            .bind(amount.as_str())
-            .execute(&mut *conn)
-            .await?;
-            if inserted.rows_affected() == 0 {
+            let new = NewAfterSale {
+                erp_id: returned_id,
+                kind: store::AfterSaleKind::Refund,
+                storefront_id: m.order_returned_id,
+                order_code: m.order_code,
+                uid: m.uid,
+                rejected: reject,
+                amount: Some(amount.as_str()),
+            };
+            if !store::insert_after_sale(conn, &new).await? {
                 tracing::info!(
                     id = m.order_returned_id,
                     "erp-sim: return already answered; ignoring"
@@ -666,60 +595,50 @@ impl MessageHandler<AfterSaleExpressInfo> for Erp {
     ) -> Result<(), HandlerError> {
         async move {
             let (kind, uid, apply_id, storefront_id) = match &m {
-                AfterSaleExpressInfo::Change(c) => ("change", c.uid, c.apply_id, c.id),
-                AfterSaleExpressInfo::Refund(r) => {
-                    ("refund", r.uid, r.apply_id, r.order_returned_id)
+                AfterSaleExpressInfo::Change(c) => {
+                    (store::AfterSaleKind::Change, c.uid, c.apply_id, c.id)
                 }
+                AfterSaleExpressInfo::Refund(r) => (
+                    store::AfterSaleKind::Refund,
+                    r.uid,
+                    r.apply_id,
+                    r.order_returned_id,
+                ),
             };
             if !self.cfg.serves(uid) {
                 return Ok(());
             }
-            let row = sqlx::query(
-                "SELECT storefront_id, order_code, uid, state, amount, waybill_at IS NOT NULL AS had_waybill \
-                 FROM erp_sim_after_sales WHERE erp_id = $1 AND kind = $2 FOR UPDATE",
-            )
-            .bind(apply_id)
-            .bind(kind)
-            .fetch_optional(&mut *conn)
-            .await?;
-            let Some(row) = row else {
+            let Some(row) = store::lock_after_sale(conn, apply_id, kind).await? else {
                 tracing::warn!(
-                    kind,
+                    kind = kind.as_str(),
                     apply_id,
                     "erp-sim: waybill for an unknown exchange/return; ignoring"
                 );
                 return Ok(());
             };
-            let state: String = row.try_get("state")?;
-            let had_waybill: bool = row.try_get("had_waybill")?;
-            let known_storefront_id: i64 = row.try_get("storefront_id")?;
+            let known_storefront_id = row.storefront_id;
             if known_storefront_id != storefront_id {
                 tracing::warn!(
-                    kind,
+                    kind = kind.as_str(),
                     apply_id,
                     storefront_id,
                     known_storefront_id,
                     "erp-sim: waybill names another storefront id; going by apply_id"
                 );
             }
-            if state != "open" || had_waybill {
-                tracing::info!(kind, apply_id, %state, had_waybill, "erp-sim: waybill noted; nothing (more) to walk");
+            if row.state != "open" || row.had_waybill {
+                tracing::info!(kind = kind.as_str(), apply_id, state = %row.state, had_waybill = row.had_waybill, "erp-sim: waybill noted; nothing (more) to walk");
                 return Ok(());
             }
-            sqlx::query("UPDATE erp_sim_after_sales SET waybill_at = now() WHERE erp_id = $1")
-                .bind(apply_id)
-                .execute(&mut *conn)
-                .await?;
-            let order_code: i64 = row.try_get("order_code")?;
-            let order_uid: i64 = row.try_get("uid")?;
-            let amount: Option<String> = row.try_get("amount")?;
-            let subject = after_sale_subject(kind, apply_id);
+            store::mark_waybill(conn, apply_id).await?;
+            let (order_code, order_uid, amount) = (row.order_code, row.uid, row.amount);
+            let subject = after_sale_subject(kind.as_str(), apply_id);
             let corr = Some(order_code.to_string());
             let tp = d.traceparent.as_deref();
             let delays = &self.cfg.delays;
             tracing::info!(
                 stand_in = true,
-                kind,
+                kind = kind.as_str(),
                 apply_id,
                 "erp-sim: customer's waybill arrived; walking on"
             );
@@ -779,29 +698,21 @@ impl MessageHandler<ChangeRefundCancel> for Erp {
     ) -> Result<(), HandlerError> {
         async move {
             let kind = match m.kind {
-                AfterSaleKind::Change => "change",
-                AfterSaleKind::Refund => "refund",
+                AfterSaleKind::Change => store::AfterSaleKind::Change,
+                AfterSaleKind::Refund => store::AfterSaleKind::Refund,
             };
-            let row = sqlx::query(
-                "UPDATE erp_sim_after_sales SET state = 'cancelled' \
-                 WHERE erp_id = $1 AND kind = $2 AND state = 'open' RETURNING erp_id",
-            )
-            .bind(m.id)
-            .bind(kind)
-            .fetch_optional(&mut *conn)
-            .await?;
-            if row.is_none() {
+            if !store::cancel_after_sale(conn, m.id, kind).await? {
                 tracing::info!(
-                    kind,
+                    kind = kind.as_str(),
                     id = m.id,
                     "erp-sim: cancel for an unknown, rejected or already cancelled exchange/return"
                 );
                 return Ok(());
             }
-            let n = cancel(conn, &after_sale_subject(kind, m.id)).await?;
+            let n = cancel(conn, &after_sale_subject(kind.as_str(), m.id)).await?;
             tracing::info!(
                 stand_in = true,
-                kind,
+                kind = kind.as_str(),
                 id = m.id,
                 pending_cancelled = n,
                 "erp-sim: cancelled by the customer; walk stopped"
@@ -860,6 +771,8 @@ mod tests {
     mod walks {
         use super::super::*;
         use orderbus_testkit::TestDb;
+        // The tests read the stand-in's tables directly to check what a handler left behind.
+        use sqlx::Row;
 
         const UID: i64 = 8041518;
 

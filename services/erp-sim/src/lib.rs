@@ -20,6 +20,7 @@ use sqlx::PgPool;
 pub mod config;
 pub mod handlers;
 pub mod scheduler;
+pub mod store;
 
 pub use config::{Delays, SimConfig};
 pub use handlers::topology;

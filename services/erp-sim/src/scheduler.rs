@@ -10,9 +10,10 @@ use std::time::Duration;
 
 use orderbus_bus::{Outbox, OutgoingMessage};
 use orderbus_contracts::Message;
-use sqlx::{PgConnection, PgPool, Row};
+use sqlx::{PgConnection, PgPool};
 use tokio_util::sync::CancellationToken;
 
+use crate::store::{self, NewScheduled};
 use crate::ErpSimError;
 
 /// Rows moved per sweep transaction.
@@ -32,55 +33,38 @@ pub async fn schedule<M: Message>(
     traceparent: Option<&str>,
 ) -> Result<(), ErpSimError> {
     let body = orderbus_contracts::encode(message)?;
-    sqlx::query(
-        "INSERT INTO erp_sim_scheduled (subject, due_at, routing_key, body, correlation_id, traceparent) \
-         SELECT $1, GREATEST(clock_timestamp(), COALESCE(max(due_at), clock_timestamp())) \
-                    + make_interval(secs => $2), $3, $4, $5, $6 \
-         FROM erp_sim_scheduled WHERE subject = $1 AND cancelled_at IS NULL",
-    )
-    .bind(subject)
-    .bind(delay.as_secs_f64())
-    .bind(M::ROUTING_KEY.as_str())
-    .bind(body)
-    .bind(correlation_id.or_else(|| message.correlation_id()))
-    .bind(traceparent)
-    .execute(conn)
-    .await?;
+    let scheduled = NewScheduled {
+        subject,
+        delay_secs: delay.as_secs_f64(),
+        routing_key: M::ROUTING_KEY.as_str(),
+        body,
+        correlation_id: correlation_id.or_else(|| message.correlation_id()),
+        traceparent,
+    };
+    store::insert_scheduled(conn, scheduled).await?;
     Ok(())
 }
 
 /// Cancels the pending rows of `subject`; returns how many.
 pub async fn cancel(conn: &mut PgConnection, subject: &str) -> Result<u64, sqlx::Error> {
-    let r = sqlx::query(
-        "UPDATE erp_sim_scheduled SET cancelled_at = now() \
-         WHERE subject = $1 AND sent_at IS NULL AND cancelled_at IS NULL",
-    )
-    .bind(subject)
-    .execute(conn)
-    .await?;
-    Ok(r.rows_affected())
+    store::cancel_scheduled(conn, subject).await
 }
 
 /// Moves due rows into the outbox in one transaction; returns how many.
 pub async fn sweep_once(pool: &PgPool) -> Result<usize, ErpSimError> {
     let mut tx = pool.begin().await?;
-    let rows = sqlx::query(
-        "SELECT id, subject, routing_key, body, correlation_id, traceparent FROM erp_sim_scheduled \
-         WHERE sent_at IS NULL AND cancelled_at IS NULL AND due_at <= clock_timestamp() \
-         ORDER BY due_at, id LIMIT $1 FOR UPDATE SKIP LOCKED",
-    )
-    .bind(SWEEP_BATCH)
-    .fetch_all(&mut *tx)
-    .await?;
+    let rows = store::lock_due(&mut tx, SWEEP_BATCH).await?;
     let outbox = Outbox::new();
     let mut ids = Vec::with_capacity(rows.len());
-    for row in &rows {
-        let id: i64 = row.try_get("id")?;
-        let subject: String = row.try_get("subject")?;
-        let routing_key: String = row.try_get("routing_key")?;
-        let body: Vec<u8> = row.try_get("body")?;
-        let correlation_id: Option<String> = row.try_get("correlation_id")?;
-        let traceparent: Option<String> = row.try_get("traceparent")?;
+    for row in rows {
+        let store::DueAnswer {
+            id,
+            subject,
+            routing_key,
+            body,
+            correlation_id,
+            traceparent,
+        } = row;
         tracing::info!(
             stand_in = true,
             %subject,
@@ -94,10 +78,7 @@ pub async fn sweep_once(pool: &PgPool) -> Result<usize, ErpSimError> {
         outbox.enqueue_raw(&mut tx, &msg).await?;
         ids.push(id);
     }
-    sqlx::query("UPDATE erp_sim_scheduled SET sent_at = now() WHERE id = ANY($1)")
-        .bind(&ids)
-        .execute(&mut *tx)
-        .await?;
+    store::mark_sent(&mut tx, &ids).await?;
     tx.commit().await?;
     Ok(ids.len())
 }

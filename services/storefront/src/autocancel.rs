@@ -11,7 +11,7 @@ use std::time::Duration;
 use orderbus_bus::Outbox;
 use orderbus_contracts as c;
 use serde_json::json;
-use sqlx::{PgPool, Row};
+use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
 use crate::machine::{order_step, OrderEvent, OrderState, Outcome};
@@ -37,40 +37,24 @@ pub async fn sweep_once(
         return Ok(Vec::new());
     };
     let mut tx = pool.begin().await?;
-    let rows = sqlx::query(
-        "WITH due AS ( \
-             SELECT order_code FROM orders \
-             WHERE status = $1 AND parent_order_code IS NULL \
-               AND created_at < now() - make_interval(secs => $2) \
-             ORDER BY created_at \
-             LIMIT $3 \
-             FOR UPDATE SKIP LOCKED) \
-         UPDATE orders o SET status = $4, updated_at = now() \
-         FROM due WHERE o.order_code = due.order_code AND o.status = $1 \
-         RETURNING o.order_code, o.is_split_parent",
+    let pending = OrderState::PendingPayment.as_str();
+    let rows = store::auto_cancel::cancel_due(
+        &mut tx,
+        pending,
+        to.as_str(),
+        deadline.as_secs_f64(),
+        batch,
     )
-    .bind(OrderState::PendingPayment.as_str())
-    .bind(deadline.as_secs_f64())
-    .bind(batch)
-    .bind(to.as_str())
-    .fetch_all(&mut *tx)
     .await?;
     let source = Source::auto_cancel();
     let mut cancelled = Vec::with_capacity(rows.len());
     for row in rows {
-        let code: i64 = row.try_get("order_code")?;
-        let split: bool = row.try_get("is_split_parent")?;
+        let code = row.order_code;
         let mut codes = vec![code];
-        if split {
-            let children: Vec<i64> = sqlx::query_scalar(
-                "UPDATE orders SET status = $3, updated_at = now() \
-                 WHERE parent_order_code = $1 AND status = $2 RETURNING order_code",
-            )
-            .bind(code)
-            .bind(OrderState::PendingPayment.as_str())
-            .bind(to.as_str())
-            .fetch_all(&mut *tx)
-            .await?;
+        if row.is_split_parent {
+            let children =
+                store::auto_cancel::cancel_pending_children(&mut tx, code, pending, to.as_str())
+                    .await?;
             codes.extend(children);
         }
         for c_code in codes {

@@ -5,7 +5,8 @@
 //! - [`orders_lock`]: locking reads of orders, exchanges and returns (typed ids);
 //! - [`events`]: offering an event (machine step + status + timeline + metrics) and what the
 //!   consumers store from incoming messages;
-//! - [`timeline`]: the per-order timeline, sanitised.
+//! - [`timeline`]: the per-order timeline, sanitised;
+//! - [`auto_cancel`]: the unpaid-order sweep's claims.
 
 pub mod events;
 pub mod orders_lock;
@@ -15,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::PgConnection;
 
 pub mod after_sales;
+pub mod auto_cancel;
 pub mod idempotency;
 pub mod orders;
 pub mod read_model;
