@@ -81,10 +81,10 @@ impl Bank {
         if !content.shop_no.is_empty() && content.shop_no != self.shop_no() {
             return Ok(None);
         }
-        Ok(Some(self.from_pay_result(&content, pay_token, answer)))
+        Ok(Some(self.payment_of_result(&content, pay_token, answer)))
     }
 
-    fn from_pay_result(&self, r: &TsResultContent, token: &str, answer: Value) -> BankPayment {
+    fn payment_of_result(&self, r: &TsResultContent, token: &str, answer: Value) -> BankPayment {
         BankPayment {
             order_no: r.order_no.clone(),
             ts_no: r.ts_no.clone(),
@@ -97,7 +97,7 @@ impl Bank {
     }
 
     /// The OrderQuery row as a payment, if the bank says it is paid.
-    pub fn from_record(&self, r: &OrderRecord) -> BankPayment {
+    pub fn payment_of_record(&self, r: &OrderRecord) -> BankPayment {
         BankPayment {
             order_no: r.order_no.clone(),
             ts_no: r.ts_no.clone(),

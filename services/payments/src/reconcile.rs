@@ -154,7 +154,7 @@ impl Reconciler {
             }
             match found.get(&row.order_no).filter(|r| r.is_paid()) {
                 Some(record) => {
-                    let payment = self.bank.from_record(record);
+                    let payment = self.bank.payment_of_record(record);
                     let mut tx = self.pool.begin().await?;
                     let settled = settle(&mut tx, Via::Sweep, &payment, now).await?;
                     tx.commit().await?;
@@ -174,6 +174,24 @@ impl Reconciler {
                         report.rescheduled += 1;
                     }
                 }
+            }
+        }
+        // Paid rows of the window that are not a due payment's newest attempt: an older attempt
+        // of ours (the customer switched method and paid the first one after all). `settle`
+        // ignores OrderNos that are not ours and writes nothing for known settlements.
+        let due_nos: std::collections::HashSet<&str> =
+            due.iter().map(|r| r.order_no.as_str()).collect();
+        for record in found
+            .values()
+            .filter(|r| r.is_paid() && !due_nos.contains(r.order_no.as_str()))
+            .filter(|r| crate::ids::parse_order_no(&r.order_no).is_some())
+        {
+            let payment = self.bank.payment_of_record(record);
+            let mut tx = self.pool.begin().await?;
+            let settled = settle(&mut tx, Via::Sweep, &payment, now).await?;
+            tx.commit().await?;
+            if matches!(settled, Settled::Recorded { .. }) {
+                report.settled += 1;
             }
         }
         m::sweep(report.checked as u64, report.queries as u64);
