@@ -56,7 +56,10 @@ if [ -z "$order_no" ]; then
   echo "auto-cancel must be raised (see make run's INFO); DEMO_PAY_METHOD=card always works." >&2
   exit 1
 fi
-printf '%s\n' "$chosen" | sed -n 's/.*\("\(card_pay_url\|virtual_account\|web_atm_url\|expires_at\)":"[^"]*"\).*/  \1/p'
+for field in card_pay_url bank_code virtual_account web_atm_url expires_at; do
+  value=$(printf '%s' "$chosen" | sed -n "s/.*\"current\":{.*\"$field\":\"\([^\"]*\)\".*/\1/p")
+  if [ -n "$value" ]; then echo "  $field: $value"; fi
+done
 echo "  Sinopac OrderNo $order_no; the simulated customer pays:"
 echo "+ curl -X POST $bank/__sim/orders/$order_no/pay"
 # 204 = paid now; 409 = the simulator had already paid it by itself (it does after a few s).
