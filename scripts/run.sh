@@ -61,7 +61,7 @@ orderbus local stack
                      storefront.retry.*           delay tiers for transient failures
                      erp-sim.order.submit         what the ERP stand-in receives
                      payments.order.submit        orders the payments service will collect
-  PostgreSQL         psql -h 127.0.0.1 -U postgres storefront   (payments: ... payments)
+  PostgreSQL         psql -h 127.0.0.1 -U postgres storefront   (or: ... payments)
   payments API       http://127.0.0.1:8081/payments/{order_code}   (OpenAPI: http://127.0.0.1:8081/openapi.json)
                      Sinopac QPay against the sandbox simulator (public DEMO shop NA0249_001, demo keys).
                      Pay an order: POST /payments/{code} {"method":"card"} (or "atm"), then the simulator
