@@ -11,3 +11,6 @@ cargo run --release -q -p orderbus-bench -- "$@"
 # The storefront's order.erpstatus consumer with real order rows vs bare consume+ack (issue 4;
 # target/bench/storefront.json). Takes its own flags: see its --help.
 cargo run --release -q -p orderbus-e2e --bin orderbus-storefront-bench
+# The payments service's BackendURL path (ingress → OrderPayQuery against the Sinopac simulator →
+# outbox) vs a bare axum handler (issue 10; target/bench/payments.json).
+cargo run --release -q -p orderbus-e2e --bin orderbus-payments-bench

@@ -17,12 +17,13 @@ stop() {
 trap stop INT TERM EXIT
 
 # A local API key for this run: minted by the storefront binary (only its SHA-256 goes into
-# the storefront's ORDERBUS_API_KEYS), written where scripts/demo-order.sh finds it.
+# ORDERBUS_API_KEYS, which the storefront and the payments service both read), written where
+# scripts/demo-order.sh finds it.
 key_dir="${XDG_RUNTIME_DIR:-${CARGO_TARGET_DIR:-target}}/orderbus"
 key_file="$key_dir/api-key"
 api_key=""
 if [ -x "$target/orderbus-storefront" ] && [ -z "${ORDERBUS_API_KEYS:-}${ORDERBUS_API_KEYS_FILE:-}" ]; then
-  minted=$("$target/orderbus-storefront" api-key --client make-run --scopes orders:read,orders:write --shell)
+  minted=$("$target/orderbus-storefront" api-key --client make-run --scopes orders:read,orders:write,payments:write --shell)
   api_key=$(printf '%s\n' "$minted" | sed -n 's/^ORDERBUS_API_KEY=//p')
   export ORDERBUS_API_KEYS
   ORDERBUS_API_KEYS=$(printf '%s\n' "$minted" | sed -n 's/^ORDERBUS_API_KEYS_ENTRY=//p')
@@ -43,14 +44,15 @@ while IFS='|' read -r name bin args; do
 done <<'SERVICES'
 sandbox|orderbus-sandbox|
 storefront|orderbus-storefront|--create-database
-erp-sim|orderbus-erp-sim|run --create-database --auto-pay
+payments|orderbus-payments|--create-database --sinopac-demo-keys
+erp-sim|orderbus-erp-sim|run --create-database
 SERVICES
 
 cat <<INFO
 
 orderbus local stack
   storefront API     http://127.0.0.1:8080/orders        (OpenAPI: http://127.0.0.1:8080/openapi.json)
-                     API key (orders:read, orders:write): ${api_key:-(from your ORDERBUS_API_KEYS)}
+                     API key (orders:read, orders:write, payments:write): ${api_key:-(from your ORDERBUS_API_KEYS)}
                        curl -H "Authorization: Bearer \$(cat $key_file)" http://127.0.0.1:8080/orders?uid=8041518
                      health http://127.0.0.1:8080/readyz, metrics http://127.0.0.1:8080/metrics
   RabbitMQ console   http://localhost:15672   (guest / guest) — Queues tab:
@@ -58,17 +60,29 @@ orderbus local stack
                      storefront.parking           messages refused with a reason (see headers)
                      storefront.retry.*           delay tiers for transient failures
                      erp-sim.order.submit         what the ERP stand-in receives
-  PostgreSQL         psql -h 127.0.0.1 -U postgres storefront
-  erp-sim            DEV/TEST STAND-IN for the ERP (not the ERP, never deployed), with AUTO-PAY on:
-                     it publishes order.payment for every order.submit (no payments service yet)
-                     and walks each order 100 -> 200 -> 600 -> 700 -> blue invoice (~17 s).
+                     payments.order.submit        orders the payments service will collect
+  PostgreSQL         psql -h 127.0.0.1 -U postgres storefront   (or: ... payments)
+  payments API       http://127.0.0.1:8081/payments/{order_code}   (OpenAPI: http://127.0.0.1:8081/openapi.json)
+                     Sinopac QPay against the sandbox simulator (public DEMO shop NA0249_001, demo keys).
+                     Pay an order: POST /payments/{code} {"method":"card"} (or "atm"), then the simulator
+                     pays it (by itself after 5 s for card / 10 s for ATM, or at once with
+                       curl -X POST http://127.0.0.1:7102/__sim/orders/{order_no}/pay ),
+                     the bank's BackendURL/ReturnURL reach /sinopac/backend and /sinopac/return,
+                     the payments service asks the bank (OrderPayQuery) and publishes order.payment.
+                     ATM needs the auto-cancel raised (an ATM account lives to the end of the bank day):
+                       STOREFRONT_AUTO_CANCEL_AFTER_SECS=259200 PAYMENTS_STOREFRONT_AUTO_CANCEL_AFTER_SECS=259200 make run
+                     health http://127.0.0.1:8081/readyz   database payments   simulator state http://127.0.0.1:7102/__sim/orders
+  erp-sim            DEV/TEST STAND-IN for the ERP (not the ERP, never deployed), auto-pay OFF:
+                     payments come from the payments service (order.payment); then it walks each
+                     paid order 100 -> 200 -> 600 -> 700 -> blue invoice (~17 s).
                      health http://127.0.0.1:8099/readyz   database orderbus_erp_sim
                      send any spec message: orderbus-erp-sim publish <routing-key> FILE|-
   sandbox            partner simulators (dev/test only): SweetTracker :7101, Sinopac :7102,
                      Frotel mirrors :7103-7105, SHOPLINE sender :7106
 
 Try it (in another terminal): scripts/demo-order.sh
-  creates an order with curl and prints its status every second until it is delivered.
+  creates an order with curl, pays it by card through the payments service and the Sinopac
+  simulator, and prints its status every second until it is delivered.
 INFO
 if [ ${#started[@]} -eq 0 ]; then
   cat <<'INFO'
