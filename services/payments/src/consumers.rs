@@ -23,7 +23,9 @@ pub fn subscriptions() -> Vec<Subscription> {
 ///
 /// A JIT split child (`parent_order_code` set) gets none: the customer pays the parent once for
 /// the whole order (its `order_amount` is the total), and the storefront pays the children
-/// when the parent's `order.payment` arrives.
+/// when the parent's `order.payment` arrives. An order whose `payment_channel` is not `gateway`
+/// gets none either: the shipping partner collects the money (Frotel's cash on delivery or bank
+/// payment) and the fulfilment service reports it.
 pub struct OnSubmit;
 
 impl MessageHandler<c::OrderSubmit> for OnSubmit {
@@ -38,6 +40,14 @@ impl MessageHandler<c::OrderSubmit> for OnSubmit {
                 order_code = msg.order_code,
                 parent,
                 "JIT child: paid through its parent"
+            );
+            return Ok(());
+        }
+        if !msg.payment_channel.is_gateway() {
+            tracing::debug!(
+                order_code = msg.order_code,
+                payment_channel = ?msg.payment_channel,
+                "collected by the shipping partner, not through the gateway"
             );
             return Ok(());
         }

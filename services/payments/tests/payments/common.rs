@@ -247,6 +247,17 @@ impl Harness {
         amount: &str,
         parent: Option<i64>,
     ) -> anyhow::Result<()> {
+        self.submit_with(code, amount, parent, None).await
+    }
+
+    /// Publishes an `order.submit`, with `payment_channel` when given.
+    pub async fn submit_with(
+        &self,
+        code: i64,
+        amount: &str,
+        parent: Option<i64>,
+        payment_channel: Option<&str>,
+    ) -> anyhow::Result<()> {
         let mut body = json!({
             "uid": 8041518,
             "order_code": code,
@@ -260,6 +271,9 @@ impl Harness {
         });
         if let Some(p) = parent {
             body["parent_order_code"] = json!(p);
+        }
+        if let Some(channel) = payment_channel {
+            body["payment_channel"] = json!(channel);
         }
         let publisher = orderbus_testkit::ErpPublisher::connect().await?;
         publisher

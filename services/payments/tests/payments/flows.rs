@@ -37,6 +37,28 @@ async fn submit_creates_a_payment_and_a_jit_child_gets_none() -> anyhow::Result<
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_order_a_shipping_partner_collects_for_gets_no_payment() -> anyhow::Result<()> {
+    let h = Harness::start(1).await?;
+    let cod = h.new_code();
+    h.submit_with(cod, "120.00", None, Some("cash_on_delivery"))
+        .await?;
+    let bank = h.new_code();
+    h.submit_with(bank, "130.00", None, Some("partner_bank"))
+        .await?;
+    let gateway = h.new_code();
+    h.submit_with(gateway, "140.00", None, Some("gateway"))
+        .await?;
+    // The gateway order comes after the other two on the same queue: once it has its record,
+    // the other two were seen.
+    let marker = h.submit("1.00").await?;
+    assert!(marker > 0);
+    assert_eq!(h.get(gateway).await?.1["status"], "awaiting_method");
+    assert_eq!(h.get(cod).await?.0, 404, "Frotel collects cash on delivery");
+    assert_eq!(h.get(bank).await?.0, 404, "Frotel's bank gateway collects");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn atm_returns_account_and_expiry_and_is_refused_when_it_would_outlive_the_auto_cancel(
 ) -> anyhow::Result<()> {
     // Storefront default (30 min): an ATM account lives to the end of the bank day.
