@@ -9,5 +9,7 @@ if [ ! -f shared/bench/Cargo.toml ]; then
 fi
 cargo run --release -q -p orderbus-bench -- "$@"
 # The storefront's order.erpstatus consumer with real order rows vs bare consume+ack (issue 4;
-# target/bench/storefront.json). Takes its own flags: see its --help.
+# target/bench/storefront.json). Takes its own flags: see its --help. It also starts the release
+# storefront binary (built here, found beside the bench binary) for the real process's RSS/CPU.
+cargo build --release -q -p orderbus-storefront
 cargo run --release -q -p orderbus-e2e --bin orderbus-storefront-bench
