@@ -26,7 +26,8 @@ pub struct RelayConfig {
     pub max_in_flight_batches: usize,
     /// How long a claim is valid: the claiming transaction's
     /// `idle_in_transaction_session_timeout`, so a relay that hangs mid-batch loses its row
-    /// locks after it (a crashed relay's locks go with its session at once).
+    /// locks after it (a crashed relay's locks go with its session at once). Keep it above
+    /// `publish_timeout`: a batch waits for its confirms inside the transaction.
     pub lease: Duration,
     /// Periodic sweep for what LISTEN/NOTIFY missed (and for retries that became due).
     pub sweep_interval: Duration,

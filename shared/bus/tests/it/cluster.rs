@@ -16,32 +16,33 @@ use orderbus_testkit::cluster::RabbitCluster;
 use orderbus_testkit::proxy::{rewrite_url, FaultProxy};
 use tokio_util::sync::CancellationToken;
 
-/// Produces `n` outbox rows (`TestMsg` with key `k<i>`), `per_tx` per transaction, one
-/// transaction every `pause`: a steady load the relay publishes while faults happen.
+/// Produces outbox rows (`TestMsg` with key `k<i>`), `per_tx` per transaction, one
+/// transaction every `pause`, until `stop`: a steady load the relay publishes while faults
+/// happen. Returns how many rows it committed.
 fn spawn_producer(
     world: &World,
     key: String,
-    n: usize,
     per_tx: usize,
     pause: Duration,
-) -> tokio::task::JoinHandle<Result<(), sqlx::Error>> {
+    stop: CancellationToken,
+) -> tokio::task::JoinHandle<Result<usize, sqlx::Error>> {
     let pool = world.pool().clone();
     tokio::spawn(async move {
         let outbox = Outbox::new();
         let mut i = 0;
-        while i < n {
+        while !stop.is_cancelled() {
             let mut tx = pool.begin().await?;
-            for _ in 0..per_tx.min(n - i) {
-                let msg = OutgoingMessage::new(key.clone(), body(format!("k{i}")));
+            for n in i..i + per_tx {
+                let msg = OutgoingMessage::new(key.clone(), body(format!("k{n}")));
                 if let Err(e) = outbox.enqueue_raw(&mut tx, &msg).await {
                     return Err(sqlx::Error::Protocol(e.to_string()));
                 }
-                i += 1;
             }
             tx.commit().await?;
+            i += per_tx;
             tokio::time::sleep(pause).await;
         }
-        Ok(())
+        Ok(i)
     })
 }
 
@@ -108,9 +109,15 @@ async fn serial_cluster_node_faults_lose_nothing() -> TestResult {
     let relay_task = tokio::spawn(relay.run(relay_stop.clone()));
     running.wait_ready(Duration::from_secs(60)).await?;
 
-    const N: usize = 1500;
-    // ~100 messages/s for ~15 s.
-    let producer = spawn_producer(&world, key.clone(), N, 5, Duration::from_millis(50));
+    // ~100 messages/s for as long as the faults take.
+    let stop = CancellationToken::new();
+    let producer = spawn_producer(
+        &world,
+        key.clone(),
+        5,
+        Duration::from_millis(50),
+        stop.clone(),
+    );
     let limit = Duration::from_secs(60);
     progress(&world, 100, limit).await?;
 
@@ -149,10 +156,11 @@ async fn serial_cluster_node_faults_lose_nothing() -> TestResult {
     );
     proxies[cut].pass();
 
-    producer.await??;
+    stop.cancel();
+    let n = producer.await??;
     let drained = wait_until(Duration::from_secs(120), || async {
-        let n = world.effect_count().await.ok()?;
-        (n >= N as i64 && pending(&world).await == 0).then_some(())
+        let effects = world.effect_count().await.ok()?;
+        (effects >= n as i64 && pending(&world).await == 0).then_some(())
     })
     .await;
     if drained.is_none() {
@@ -166,9 +174,9 @@ async fn serial_cluster_node_faults_lose_nothing() -> TestResult {
     running.stop().await;
     relay_stop.cancel();
     relay_task.await??;
-    world.assert_exactly_once(N).await?;
+    world.assert_exactly_once(n).await?;
     println!(
-        "R19: {N} messages through 3 node faults, {} handler calls, exactly once; {:?} in all",
+        "R19: {n} messages through 3 node faults, {} handler calls, exactly once; {:?} in all",
         rec.calls(),
         started.elapsed()
     );
@@ -176,7 +184,7 @@ async fn serial_cluster_node_faults_lose_nothing() -> TestResult {
 }
 
 /// R6 (shortened for CI): the connections of the consumers and the relay are reset every 2 s
-/// for 20 s by a proxy while ~200 messages/s flow through the outbox; 0 lost, 0 doubled, no
+/// for 20 s (10 resets) by a proxy while ~200 messages/s flow through the outbox; 0 lost, 0 doubled, no
 /// connections or channels left on the broker once the services stopped (and only theirs while
 /// they run), and the process's RSS grows by less than 20 MB. On a single node of the test's
 /// own, so the broker's connection list is this test's alone.
@@ -213,18 +221,25 @@ async fn serial_flapping_connection_loses_nothing() -> TestResult {
     let (conns_steady, chans_steady) = broker.open_connections_and_channels(0).await?;
     let rss_before = rss_kb();
 
-    const N: usize = 4000;
-    // ~200 messages/s for ~20 s.
-    let producer = spawn_producer(&world, key.clone(), N, 10, Duration::from_millis(50));
+    // ~200 messages/s for 20 s, the connections reset every 2 s.
+    let stop = CancellationToken::new();
+    let producer = spawn_producer(
+        &world,
+        key.clone(),
+        10,
+        Duration::from_millis(50),
+        stop.clone(),
+    );
     let mut resets = 0;
-    while !producer.is_finished() {
+    while resets < 10 {
         tokio::time::sleep(Duration::from_secs(2)).await;
         proxy.cut();
         resets += 1;
     }
-    producer.await??;
+    stop.cancel();
+    let n = producer.await??;
     world
-        .wait_effects(N as i64, Duration::from_secs(120))
+        .wait_effects(n as i64, Duration::from_secs(120))
         .await?;
     wait_until(Duration::from_secs(60), || async {
         (pending(&world).await == 0).then_some(())
@@ -246,9 +261,9 @@ async fn serial_flapping_connection_loses_nothing() -> TestResult {
         (now == (0, 0)).then_some(now)
     })
     .await;
-    world.assert_exactly_once(N).await?;
+    world.assert_exactly_once(n).await?;
     println!(
-        "R6: {N} messages, {resets} resets, {} handler calls, {} proxy connections; \
+        "R6: {n} messages, {resets} resets, {} handler calls, {} proxy connections; \
          broker connections/channels steady {conns_steady}/{chans_steady}, after the flapping \
          {settled:?}, after stop {after_stop:?}; RSS {} → {} kB",
         rec.calls(),
