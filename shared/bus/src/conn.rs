@@ -20,12 +20,14 @@ pub fn broker_urls(url: &str) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     for part in url.split(|c: char| c == ',' || c.is_whitespace()) {
         let starts = part.starts_with("amqp://") || part.starts_with("amqps://");
+        if part.is_empty() {
+            continue;
+        }
         match out.last_mut() {
             Some(last) if !starts => {
                 last.push(',');
                 last.push_str(part);
             }
-            _ if part.is_empty() => {}
             _ => out.push(part.to_owned()),
         }
     }
