@@ -9,7 +9,9 @@ if [ ! -f shared/bench/Cargo.toml ]; then
 fi
 cargo run --release -q -p orderbus-bench -- "$@"
 # The storefront's order.erpstatus consumer with real order rows vs bare consume+ack (issue 4;
-# target/bench/storefront.json). Takes its own flags: see its --help.
+# target/bench/storefront.json). Takes its own flags: see its --help. It also starts the release
+# storefront binary (built here, found beside the bench binary) for the real process's RSS/CPU.
+cargo build --release -q -p orderbus-storefront
 cargo run --release -q -p orderbus-e2e --bin orderbus-storefront-bench
 # The payments service's BackendURL path (ingress → OrderPayQuery against the Sinopac simulator →
 # outbox) vs a bare axum handler (issue 10; target/bench/payments.json).

@@ -15,7 +15,10 @@ use deadpool_lapin::lapin::{
     types::{AMQPValue, FieldTable},
     BasicProperties, Channel,
 };
-use orderbus_bench::{bare_consume, bare_queue, median, publish_all, rss_mb};
+use orderbus_bench::{
+    bare_consume, bare_queue, cpu_seconds, machine, median, publish_all, rss_mb, spread,
+    spread_text,
+};
 use orderbus_bus::{
     Consumers, Delivery, Handler, HandlerFuture, Health, Outbox, Relay, RelayConfig, Subscription,
     Topology,
@@ -234,8 +237,16 @@ impl Pipeline {
 
 /// Kit consumer throughput: messages for the service's work queue are published at the bare
 /// rate (faster than the pipeline), so the consumer is the bottleneck from the first message.
-async fn pipeline_rate(pool: &PgPool, channel: &Channel, args: &Args, batch: usize) -> Result<f64> {
+/// Returns (msg/s, CPU seconds of this process from the first publish to the last message
+/// handled: the kit's consumers plus the bare publishing that feeds them).
+async fn pipeline_rate(
+    pool: &PgPool,
+    channel: &Channel,
+    args: &Args,
+    batch: usize,
+) -> Result<(f64, f64)> {
     let p = start_pipeline(pool, args, batch).await?;
+    let cpu = cpu_seconds();
     // Measure from the first publish: the consumer drains as fast as it can while the queue fills
     // at the bare publish rate (which is higher), so the consumer is the bottleneck.
     let start = Instant::now();
@@ -243,11 +254,13 @@ async fn pipeline_rate(pool: &PgPool, channel: &Channel, args: &Args, batch: usi
     p.wait_for(args.messages as u64, Duration::from_secs(300))
         .await?;
     let rate = args.messages as f64 / start.elapsed().as_secs_f64();
+    let cpu = cpu_seconds() - cpu;
     p.stop(channel).await;
-    Ok(rate)
+    Ok((rate, cpu))
 }
 
-async fn relay_rate(pool: &PgPool, channel: &Channel, args: &Args) -> Result<f64> {
+/// Returns (msg/s, CPU seconds of this process while the relay drained the outbox).
+async fn relay_rate(pool: &PgPool, channel: &Channel, args: &Args) -> Result<(f64, f64)> {
     let key = format!("bench.relay.{}", unique_suffix());
     bare_queue(channel, &key).await?;
     let outbox = Outbox::new();
@@ -270,6 +283,7 @@ async fn relay_rate(pool: &PgPool, channel: &Channel, args: &Args) -> Result<f64
     let shutdown = CancellationToken::new();
     let token = shutdown.clone();
     let start = Instant::now();
+    let cpu = cpu_seconds();
     let task = tokio::spawn(async move { relay.run(token).await });
     loop {
         // A cheap probe (first pending row), not count(*): the probe runs every 5 ms on the
@@ -289,6 +303,7 @@ async fn relay_rate(pool: &PgPool, channel: &Channel, args: &Args) -> Result<f64
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let rate = args.messages as f64 / start.elapsed().as_secs_f64();
+    let cpu = cpu_seconds() - cpu;
     shutdown.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
     channel
@@ -297,7 +312,7 @@ async fn relay_rate(pool: &PgPool, channel: &Channel, args: &Args) -> Result<f64
     sqlx::query("DELETE FROM orderbus_outbox")
         .execute(pool)
         .await?;
-    Ok(rate)
+    Ok((rate, cpu))
 }
 
 /// The database floor of G1: the pipeline's SQL (the inbox insert for the transaction, a
@@ -361,12 +376,15 @@ async fn db_floor(pool: &PgPool, args: &Args, batch: usize) -> Result<f64> {
 
 /// Publishes at a fixed rate (intended send time in a header, so a slow consumer cannot hide its
 /// latency) and reports the handler-side latency percentiles.
-async fn latency(
-    pool: &PgPool,
-    channel: &Channel,
-    args: &Args,
-    rate: f64,
-) -> Result<(f64, f64, usize)> {
+struct Latency {
+    p50: f64,
+    p99: f64,
+    p999: f64,
+    max: f64,
+    samples: usize,
+}
+
+async fn latency(pool: &PgPool, channel: &Channel, args: &Args, rate: f64) -> Result<Latency> {
     let p = start_pipeline(pool, args, args.batch).await?;
     let total = (rate * args.latency_seconds as f64) as usize;
     let interval = Duration::from_secs_f64(1.0 / rate.max(1.0));
@@ -415,7 +433,13 @@ async fn latency(
             .copied()
             .unwrap_or(0.0)
     };
-    Ok((pct(0.50), pct(0.99), lat.len()))
+    Ok(Latency {
+        p50: pct(0.50),
+        p99: pct(0.99),
+        p999: pct(0.999),
+        max: lat.last().copied().unwrap_or(0.0),
+        samples: lat.len(),
+    })
 }
 
 #[tokio::main]
@@ -448,6 +472,10 @@ async fn main() -> Result<()> {
     let (mut pub_rates, mut cons_rates, mut relay_rates, mut pipe_rates, mut batch_rates) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let (mut floor_rates, mut floor_batch_rates) = (Vec::new(), Vec::new());
+    // CPU milliseconds of this process per 1 000 messages, per round.
+    let (mut cpu_pub, mut cpu_cons, mut cpu_relay, mut cpu_pipe, mut cpu_batch) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let per_k = |cpu_s: f64| cpu_s * 1000.0 / (args.messages as f64 / 1000.0);
     // Interleave the measured and the baseline phases so drift on a shared machine hits both.
     for round in 1..=args.repeat {
         progress(&format!(
@@ -456,24 +484,37 @@ async fn main() -> Result<()> {
         ));
         let queue = format!("bench.bare.{}", unique_suffix());
         bare_queue(&channel, &queue).await?;
+        let cpu = cpu_seconds();
         pub_rates
             .push(bare_publish(&channel, &queue, args.messages, args.size, args.window).await?);
+        cpu_pub.push(per_k(cpu_seconds() - cpu));
+        let cpu = cpu_seconds();
         cons_rates.push(bare_consume(&conn, &queue, args.messages, args.prefetch).await?);
+        cpu_cons.push(per_k(cpu_seconds() - cpu));
         channel
             .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
             .await?;
         progress(&format!("round {round}/{}: outbox relay", args.repeat));
-        relay_rates.push(relay_rate(db.pool(), &channel, &args).await?);
+        let (rate, cpu) = relay_rate(db.pool(), &channel, &args).await?;
+        relay_rates.push(rate);
+        cpu_relay.push(per_k(cpu));
+        // The pipeline phases publish their input with bare lapin while the kit consumes: that
+        // publishing's CPU (this round's bare publish cost) is taken out of their figure.
+        let publish_ms = cpu_pub.last().copied().unwrap_or(0.0);
         progress(&format!(
             "round {round}/{}: pipeline, 1 message per transaction",
             args.repeat
         ));
-        pipe_rates.push(pipeline_rate(db.pool(), &channel, &args, 1).await?);
+        let (rate, cpu) = pipeline_rate(db.pool(), &channel, &args, 1).await?;
+        pipe_rates.push(rate);
+        cpu_pipe.push((per_k(cpu) - publish_ms).max(0.0));
         progress(&format!(
             "round {round}/{}: pipeline, {} messages per transaction",
             args.repeat, args.batch
         ));
-        batch_rates.push(pipeline_rate(db.pool(), &channel, &args, args.batch).await?);
+        let (rate, cpu) = pipeline_rate(db.pool(), &channel, &args, args.batch).await?;
+        batch_rates.push(rate);
+        cpu_batch.push((per_k(cpu) - publish_ms).max(0.0));
         progress(&format!(
             "round {round}/{}: database floor (same SQL, no broker), 1 and {} per transaction",
             args.repeat, args.batch
@@ -487,43 +528,128 @@ async fn main() -> Result<()> {
             .execute(db.pool())
             .await?;
     }
-    let (bare_pub, bare_cons) = (median(pub_rates), median(cons_rates));
-    let relay = median(relay_rates);
-    let pipe = median(pipe_rates);
-    let batched = median(batch_rates);
-    let (floor, floor_batched) = (median(floor_rates), median(floor_batch_rates));
+    // Per-round ratios (each taken within one round), then their spread.
+    let ratio = |a: &[f64], b: &[f64]| -> Vec<f64> {
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| if *y > 0.0 { x / y } else { 0.0 })
+            .collect()
+    };
+    let r_relay = ratio(&relay_rates, &pub_rates);
+    let r_pipe_cons = ratio(&pipe_rates, &cons_rates);
+    let r_batch_cons = ratio(&batch_rates, &cons_rates);
+    let r_gain = ratio(&batch_rates, &pipe_rates);
+    let r_g1 = ratio(&pipe_rates, &floor_rates);
+    let r_batch_floor = ratio(&batch_rates, &floor_batch_rates);
+    let r_cpu_relay = ratio(&cpu_relay, &cpu_pub);
+    let r_cpu_pipe = ratio(&cpu_pipe, &cpu_cons);
+    let r_cpu_batch = ratio(&cpu_batch, &cpu_cons);
+    let (bare_pub, bare_cons) = (median(pub_rates.clone()), median(cons_rates.clone()));
+    let relay = median(relay_rates.clone());
+    let pipe = median(pipe_rates.clone());
+    let batched = median(batch_rates.clone());
+    let (floor, floor_batched) = (
+        median(floor_rates.clone()),
+        median(floor_batch_rates.clone()),
+    );
     let best = pipe.max(batched);
     let rate = best / 2.0;
     progress(&format!(
         "latency at a fixed {rate:.0} msg/s for {} s",
         args.latency_seconds
     ));
-    let (p50, p99, samples) = latency(db.pool(), &channel, &args, rate).await?;
+    let lat = latency(db.pool(), &channel, &args, rate).await?;
     let (rss, rss_peak) = rss_mb();
     conn.close(200, "bench done".into()).await.ok();
+    progress("machine: nproc, kernel, pg_test_fsync -s 1");
+    let machine = machine();
 
+    let m = |v: &[f64]| median(v.to_vec());
     println!();
-    println!("orderbus delivery chain vs bare lapin (median of {} rounds, {} msgs of {} B, prefetch {}, window {}, batch {}, concurrency {}, relay in-flight batches {}{})",
+    println!("orderbus delivery chain vs bare lapin ({} rounds, {} msgs of {} B, prefetch {}, window {}, batch {}, concurrency {}, relay in-flight batches {}{})",
         args.repeat, args.messages, args.size, args.prefetch, args.window, args.batch, args.concurrency, args.relay_in_flight,
         if args.no_notify { ", NOTIFY trigger dropped" } else { "" });
-    println!("  bare confirmed publish      {bare_pub:>9.0} msg/s");
-    println!("  bare consume + ack          {bare_cons:>9.0} msg/s");
-    println!("  outbox relay                {relay:>9.0} msg/s   G4 relay / bare publish      = {:.2} (goal >= 0.70)", relay / bare_pub);
+    println!("machine: {machine}");
     println!(
-        "  pipeline, 1 msg per tx      {pipe:>9.0} msg/s   pipeline / bare consume      = {:.2}",
-        pipe / bare_cons
+        "figures: median (min / median / max over the rounds); ratios are taken within each round"
     );
-    println!("  pipeline, {:>2} msgs per tx    {batched:>9.0} msg/s   G3 batched / bare consume    = {:.2} (goal >= 0.60)", args.batch, batched / bare_cons);
+    println!();
+    println!("| measure | msg/s | ratio | goal |");
+    println!("|---|---|---|---|");
     println!(
-        "                                               G2 batched / 1 per tx        = {:.2}",
-        batched / pipe
+        "| bare confirmed publish (window {}, mandatory) | {bare_pub:.0} ({}) | | |",
+        args.window,
+        spread_text(&pub_rates, 0)
     );
-    println!("  DB floor, 1 msg per tx      {floor:>9.0} msg/s   G1 pipeline / DB floor       = {:.2} (goal >= 0.70)", pipe / floor);
-    println!("  DB floor, {:>2} msgs per tx    {floor_batched:>9.0} msg/s   batched pipeline / DB floor  = {:.2}", args.batch, batched / floor_batched);
-    println!("  latency at {rate:.0} msg/s       p50 {p50:.1} ms, p99 {p99:.1} ms ({samples} samples; goal p99 <= 50 ms)");
-    println!("  RSS (bench process running the kit)  {rss:.1} MB now, {rss_peak:.1} MB peak (goal <= 64 MB)");
+    println!(
+        "| bare consume + ack (prefetch {}) | {bare_cons:.0} ({}) | | |",
+        args.prefetch,
+        spread_text(&cons_rates, 0)
+    );
+    println!(
+        "| G4 relay ÷ bare confirmed publish | {relay:.0} ({}) | {:.2} ({}) | ≥ 0.80 |",
+        spread_text(&relay_rates, 0),
+        m(&r_relay),
+        spread_text(&r_relay, 2)
+    );
+    println!(
+        "| G1 pipeline 1/tx ÷ its DB floor | {pipe:.0} ({}) | {:.2} ({}) | ≥ 0.80 |",
+        spread_text(&pipe_rates, 0),
+        m(&r_g1),
+        spread_text(&r_g1, 2)
+    );
+    println!("| pipeline {}/tx ÷ the same SQL on PostgreSQL alone | {batched:.0} ({}) | {:.2} ({}) | ≥ 0.80 |", args.batch, spread_text(&batch_rates, 0), m(&r_batch_floor), spread_text(&r_batch_floor, 2));
+    println!(
+        "| DB floor 1/tx, {}/tx | {floor:.0}, {floor_batched:.0} | | |",
+        args.batch
+    );
+    println!(
+        "| pipeline 1/tx ÷ bare consume | | {:.2} ({}) | |",
+        m(&r_pipe_cons),
+        spread_text(&r_pipe_cons, 2)
+    );
+    println!(
+        "| G3 pipeline {}/tx ÷ bare consume | | {:.2} ({}) | |",
+        args.batch,
+        m(&r_batch_cons),
+        spread_text(&r_batch_cons, 2)
+    );
+    println!(
+        "| G2 batching gain ({}/tx ÷ 1/tx) | | {:.2} ({}) | ≥ 2.0 |",
+        args.batch,
+        m(&r_gain),
+        spread_text(&r_gain, 2)
+    );
+    println!();
+    println!("| CPU of this process per 1 000 messages | ms | ÷ bare | goal |");
+    println!("|---|---|---|---|");
+    println!("| bare publish | {} | | |", spread_text(&cpu_pub, 1));
+    println!("| bare consume + ack | {} | | |", spread_text(&cpu_cons, 1));
+    println!(
+        "| outbox relay (÷ bare publish) | {} | {:.2} ({}) | ≤ 3 |",
+        spread_text(&cpu_relay, 1),
+        m(&r_cpu_relay),
+        spread_text(&r_cpu_relay, 2)
+    );
+    println!(
+        "| pipeline 1/tx (÷ bare consume) | {} | {:.2} ({}) | ≤ 3 |",
+        spread_text(&cpu_pipe, 1),
+        m(&r_cpu_pipe),
+        spread_text(&r_cpu_pipe, 2)
+    );
+    println!(
+        "| pipeline {}/tx (÷ bare consume) | {} | {:.2} ({}) | ≤ 3 |",
+        args.batch,
+        spread_text(&cpu_batch, 1),
+        m(&r_cpu_batch),
+        spread_text(&r_cpu_batch, 2)
+    );
+    println!();
+    println!("latency at {rate:.0} msg/s (fixed rate, intended send time): p50 {:.1} ms, p99 {:.1} ms, p99.9 {:.1} ms, max {:.1} ms ({} samples; goal p99 <= 25 ms, p99.9 <= 100 ms)", lat.p50, lat.p99, lat.p999, lat.max, lat.samples);
+    println!("RSS of this bench process (the kit in process): {rss:.1} MB now, {rss_peak:.1} MB peak; the real service binaries: see orderbus-storefront-bench");
 
     let result = serde_json::json!({
+        "machine": machine,
         "bare_publish_per_s": bare_pub,
         "bare_consume_per_s": bare_cons,
         "relay_per_s": relay,
@@ -531,19 +657,41 @@ async fn main() -> Result<()> {
         "pipeline_batched_per_s": batched,
         "db_floor_per_s": floor,
         "db_floor_batched_per_s": floor_batched,
-        "latency_p50_ms": p50,
-        "latency_p99_ms": p99,
+        "latency_p50_ms": lat.p50,
+        "latency_p99_ms": lat.p99,
+        "latency_p999_ms": lat.p999,
+        "latency_max_ms": lat.max,
         "latency_rate_per_s": rate,
-        "latency_samples": samples,
+        "latency_samples": lat.samples,
         "rss_mb": rss,
         "rss_peak_mb": rss_peak,
+        "rounds": {
+            "bare_publish_per_s": spread(&pub_rates),
+            "bare_consume_per_s": spread(&cons_rates),
+            "relay_per_s": spread(&relay_rates),
+            "pipeline_per_s": spread(&pipe_rates),
+            "pipeline_batched_per_s": spread(&batch_rates),
+            "db_floor_per_s": spread(&floor_rates),
+            "db_floor_batched_per_s": spread(&floor_batch_rates),
+        },
+        "cpu_ms_per_1000": {
+            "bare_publish": spread(&cpu_pub),
+            "bare_consume": spread(&cpu_cons),
+            "relay": spread(&cpu_relay),
+            "pipeline": spread(&cpu_pipe),
+            "pipeline_batched": spread(&cpu_batch),
+            "note": "CPU (user + system) of the bench process; the pipeline figures exclude the round's bare publish cost of feeding them; PostgreSQL and RabbitMQ CPU are not included",
+        },
         "ratios": {
-            "g4_relay_vs_bare_publish": relay / bare_pub,
-            "g3_batched_pipeline_vs_bare_consume": batched / bare_cons,
-            "pipeline_vs_bare_consume": pipe / bare_cons,
-            "g2_batching_gain": batched / pipe,
-            "g1_pipeline_vs_db_floor": pipe / floor,
-            "batched_pipeline_vs_batched_db_floor": batched / floor_batched,
+            "g4_relay_vs_bare_publish": spread(&r_relay),
+            "g3_batched_pipeline_vs_bare_consume": spread(&r_batch_cons),
+            "pipeline_vs_bare_consume": spread(&r_pipe_cons),
+            "g2_batching_gain": spread(&r_gain),
+            "g1_pipeline_vs_db_floor": spread(&r_g1),
+            "batched_pipeline_vs_batched_db_floor": spread(&r_batch_floor),
+            "g7_cpu_relay_vs_bare_publish": spread(&r_cpu_relay),
+            "g7_cpu_pipeline_vs_bare_consume": spread(&r_cpu_pipe),
+            "g7_cpu_batched_pipeline_vs_bare_consume": spread(&r_cpu_batch),
         },
         "settings": {
             "messages": args.messages,

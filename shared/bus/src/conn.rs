@@ -1,5 +1,6 @@
 //! Connection setup and the capped backoff shared by the supervisors.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use deadpool_lapin::lapin::{types::LongString, Channel, Connection, ConnectionProperties};
@@ -7,8 +8,64 @@ use rand::Rng;
 
 use crate::error::BusError;
 
+/// Where the next [`connect`] starts in a list of broker addresses: after a failure it moves
+/// on, so a reconnect tries the other nodes first instead of the one that just failed.
+static NEXT_ADDRESS: AtomicUsize = AtomicUsize::new(0);
+
+/// The broker addresses in `url`: one AMQP URL, or several separated by commas or whitespace
+/// (`amqp://u:p@node-1:5672/%2f,amqp://u:p@node-2:5672/%2f`), the nodes of one cluster. A comma
+/// that does not start a new `amqp://` / `amqps://` URL belongs to the previous one (a
+/// password may contain one).
+pub fn broker_urls(url: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for part in url.split(|c: char| c == ',' || c.is_whitespace()) {
+        let starts = part.starts_with("amqp://") || part.starts_with("amqps://");
+        if part.is_empty() {
+            continue;
+        }
+        match out.last_mut() {
+            Some(last) if !starts => {
+                last.push(',');
+                last.push_str(part);
+            }
+            _ => out.push(part.to_owned()),
+        }
+    }
+    if out.is_empty() {
+        out.push(url.to_owned());
+    }
+    out
+}
+
 /// Opens one long-lived AMQP connection. `heartbeat=10` is added to the URL when it has none.
+/// `url` may list several brokers ([`broker_urls`]): they are tried in turn, each within
+/// `timeout`, starting after the one that failed last; the first that accepts is used.
 pub async fn connect(url: &str, name: &str, timeout: Duration) -> Result<Connection, BusError> {
+    let urls = broker_urls(url);
+    let start = NEXT_ADDRESS.load(Ordering::Relaxed);
+    let mut last_err = None;
+    for i in 0..urls.len() {
+        let index = (start + i) % urls.len();
+        match connect_one(&urls[index], name, timeout).await {
+            Ok(conn) => {
+                if urls.len() > 1 {
+                    tracing::info!(broker = index + 1, of = urls.len(), "amqp connected");
+                }
+                return Ok(conn);
+            }
+            Err(e) => {
+                if urls.len() > 1 {
+                    tracing::warn!(broker = index + 1, of = urls.len(), error = %crate::error::Chain(&e), "amqp connect failed; trying the next broker");
+                }
+                NEXT_ADDRESS.store(index + 1, Ordering::Relaxed);
+                last_err = Some(e);
+            }
+        }
+    }
+    Err(last_err.unwrap_or(BusError::ConnectionClosed { role: "connect" }))
+}
+
+async fn connect_one(url: &str, name: &str, timeout: Duration) -> Result<Connection, BusError> {
     let url = with_heartbeat(url);
     let props = ConnectionProperties::default().with_connection_name(LongString::from(name));
     tokio::time::timeout(timeout, Connection::connect(&url, props))
@@ -99,6 +156,20 @@ mod tests {
         assert_eq!(
             with_heartbeat("amqp://h/?heartbeat=5"),
             "amqp://h/?heartbeat=5"
+        );
+    }
+
+    #[test]
+    fn broker_lists() {
+        assert_eq!(broker_urls("amqp://h/%2f"), vec!["amqp://h/%2f"]);
+        assert_eq!(
+            broker_urls("amqp://a:1/%2f, amqp://b:2/%2f\namqps://c:3/%2f"),
+            vec!["amqp://a:1/%2f", "amqp://b:2/%2f", "amqps://c:3/%2f"]
+        );
+        // A comma inside a password stays in its URL.
+        assert_eq!(
+            broker_urls("amqp://u:p,w@a/%2f,amqp://b/%2f"),
+            vec!["amqp://u:p,w@a/%2f", "amqp://b/%2f"]
         );
     }
 

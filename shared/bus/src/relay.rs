@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use futures::stream::{FuturesUnordered, StreamExt};
-use sqlx::{postgres::PgListener, PgPool};
+use sqlx::{postgres::PgListener, PgPool, Postgres, Transaction};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 use uuid::Uuid;
@@ -24,7 +24,10 @@ pub struct RelayConfig {
     /// Batches published but not yet confirmed at once: the next batch is claimed and
     /// published while earlier batches' confirms are outstanding (1 = stop-and-go).
     pub max_in_flight_batches: usize,
-    /// How long a claim is valid; a crashed relay's rows become claimable after it.
+    /// How long a claim is valid: the claiming transaction's
+    /// `idle_in_transaction_session_timeout`, so a relay that hangs mid-batch loses its row
+    /// locks after it (a crashed relay's locks go with its session at once). Keep it above
+    /// `publish_timeout`: a batch waits for its confirms inside the transaction.
     pub lease: Duration,
     /// Periodic sweep for what LISTEN/NOTIFY missed (and for retries that became due).
     pub sweep_interval: Duration,
@@ -45,8 +48,8 @@ pub struct RelayConfig {
 }
 
 impl RelayConfig {
-    /// Database connections the relay holds at most: its LISTEN connection plus one statement
-    /// per in-flight batch.
+    /// Database connections the relay holds at most: its LISTEN connection plus one
+    /// transaction per in-flight batch (held from the claim until the batch is marked).
     pub fn pool_connections(&self) -> usize {
         1 + self.max_in_flight_batches.max(1)
     }
@@ -82,6 +85,9 @@ pub struct Relay {
 
 /// A claimed batch whose messages are published and whose confirms are outstanding.
 struct InFlight {
+    /// The claiming transaction: its row locks are the batch's lease; the rows are marked in
+    /// it and it commits once they are.
+    tx: Transaction<'static, Postgres>,
     rows: Vec<Claimed>,
     confirms: PendingConfirms,
     /// `relay_batch`, from the publish to the last UPDATE of this batch.
@@ -346,8 +352,10 @@ impl Relay {
 
     /// Claims due rows and publishes them without waiting for the confirms.
     async fn start_batch(&self, publisher: &Publisher) -> Result<Option<InFlight>, BusError> {
-        let rows = self.claim().await?;
+        let (tx, rows) = self.claim().await?;
         if rows.is_empty() {
+            // Read-only: ends without a WAL flush.
+            self.db(tx.commit()).await?;
             return Ok(None);
         }
         let span = tracing::info_span!(
@@ -362,6 +370,7 @@ impl Relay {
         let confirms = publisher.start_many(&msgs).instrument(span.clone()).await;
         drop(msgs);
         Ok(Some(InFlight {
+            tx,
             rows,
             confirms,
             span,
@@ -377,6 +386,7 @@ impl Relay {
 
     async fn settle_batch(&self, batch: InFlight) -> Result<RoundStats, BusError> {
         let InFlight {
+            mut tx,
             rows,
             confirms,
             span,
@@ -389,6 +399,9 @@ impl Relay {
         let mut sent = Vec::with_capacity(rows.len());
         let (mut failed_ids, mut failed_errors) = (Vec::new(), Vec::new());
         let mut connection_failure = None;
+        // Counters once per routing key and batch, not once per message (each `counter!` with a
+        // label is a registry lookup).
+        let mut published: Vec<(&str, u64)> = Vec::new();
         for (row, res) in rows.iter().zip(results) {
             match res {
                 Ok(()) => {
@@ -396,7 +409,11 @@ impl Relay {
                     if row.msg.correlation_id.is_some() {
                         stats.released += 1;
                     }
-                    metrics::counter!("orderbus_messages_published_total", "routing_key" => row.msg.routing_key.clone()).increment(1);
+                    let key = row.msg.routing_key.as_str();
+                    match published.iter_mut().find(|(k, _)| *k == key) {
+                        Some((_, n)) => *n += 1,
+                        None => published.push((key, 1)),
+                    }
                 }
                 Err(e) => {
                     metrics::counter!("orderbus_publish_failures_total", "routing_key" => row.msg.routing_key.clone()).increment(1);
@@ -409,41 +426,50 @@ impl Relay {
                 }
             }
         }
+        for (key, n) in published {
+            metrics::counter!("orderbus_messages_published_total", "routing_key" => key.to_owned())
+                .increment(n);
+        }
         stats.sent = sent.len();
         stats.failed = failed_ids.len();
         span.record("sent", stats.sent);
         span.record("failed", stats.failed);
-        // Sent rows first: if the second statement fails, only failed rows wait for their lease.
+        // Both marks and the claim commit together: if any of it fails, every row of the batch
+        // is unsent and unlocked again and goes in a later batch (a duplicate publish at worst,
+        // which the consumers' inbox absorbs).
         if !sent.is_empty() {
-            self.db(outbox::mark_sent(&self.pool, &sent)).await?;
+            self.db(outbox::mark_sent(&mut tx, &sent)).await?;
         }
         if !failed_ids.is_empty() {
-            self.mark_failed(&failed_ids, &failed_errors).await?;
+            self.db(outbox::mark_failed(
+                &mut tx,
+                &failed_ids,
+                &failed_errors,
+                self.config.max_row_backoff,
+            ))
+            .await?;
         }
+        self.db(tx.commit()).await?;
         match connection_failure {
             Some(e) => Err(BusError::Publish(e)),
             None => Ok(stats),
         }
     }
 
-    async fn claim(&self) -> Result<Vec<Claimed>, BusError> {
-        self.db(outbox::claim(
-            &self.pool,
-            &self.relay_id,
-            self.config.lease,
-            self.config.batch_size,
-        ))
-        .await
-    }
-
-    async fn mark_failed(&self, ids: &[i64], errors: &[String]) -> Result<(), BusError> {
-        self.db(outbox::mark_failed(
-            &self.pool,
-            ids,
-            errors,
-            self.config.max_row_backoff,
-        ))
-        .await
+    /// Opens the batch's transaction (with the lease as its idle timeout, in the same round
+    /// trip as BEGIN) and claims due rows in it.
+    async fn claim(&self) -> Result<(Transaction<'static, Postgres>, Vec<Claimed>), BusError> {
+        let begin = format!(
+            "BEGIN; SET LOCAL idle_in_transaction_session_timeout = {}",
+            self.config.lease.as_millis().clamp(1, i32::MAX as u128)
+        );
+        let mut tx = self
+            .db(self.pool.begin_with(sqlx::AssertSqlSafe(begin)))
+            .await?;
+        let rows = self
+            .db(outbox::claim(&mut tx, self.config.batch_size))
+            .await?;
+        Ok((tx, rows))
     }
 
     /// Deletes sent rows older than `age`; returns how many.

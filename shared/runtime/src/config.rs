@@ -32,14 +32,24 @@ impl Secret {
 
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:?}", redact_url(&self.0))
+        write!(f, "{:?}", redact_urls(&self.0))
     }
 }
 
 impl fmt::Display for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&redact_url(&self.0))
+        f.write_str(&redact_urls(&self.0))
     }
+}
+
+/// [`redact_url`] of every URL of a broker list (`amqp://a,amqp://b`, see
+/// [`orderbus_bus::conn::broker_urls`]); a single URL is redacted as by `redact_url`.
+pub fn redact_urls(urls: &str) -> String {
+    orderbus_bus::conn::broker_urls(urls)
+        .iter()
+        .map(|u| redact_url(u))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 impl std::str::FromStr for Secret {
@@ -130,7 +140,8 @@ pub struct LogArgs {
 /// binary's `clap::Parser` with `#[command(flatten)]`.
 #[derive(Clone, Debug, clap::Args)]
 pub struct RuntimeArgs {
-    /// RabbitMQ URL.
+    /// RabbitMQ URL, or the URLs of the nodes of one cluster separated by commas (tried in
+    /// turn; a reconnect starts with the node after the one that failed).
     #[arg(long, env = "ORDERBUS_AMQP_URL", default_value = DEFAULT_AMQP_URL, hide_env_values = true, hide_default_value = true, help_heading = "Runtime")]
     pub amqp_url: Secret,
     /// PostgreSQL URL [default: postgres://postgres@127.0.0.1:5432/<service name>].
@@ -595,6 +606,11 @@ mod tests {
             "postgres://u@h/db?password=***&sslmode=require"
         );
         assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
+        // Every node of a broker list.
+        assert_eq!(
+            Secret::new("amqp://u:p1@a:5672/%2f,amqp://u:p2@b:5673/%2f").to_string(),
+            "amqp://u:***@a:5672/%2f,amqp://u:***@b:5673/%2f"
+        );
         let c = Config::local("svc");
         assert!(!format!("{c:?}").contains("guest:guest"));
     }

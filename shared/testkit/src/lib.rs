@@ -26,6 +26,7 @@ use futures::StreamExt;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{AssertSqlSafe, ConnectOptions, Executor};
 
+pub mod cluster;
 pub mod proxy;
 
 /// Sends the code under test's logs to the test's captured output (shown by nextest only when

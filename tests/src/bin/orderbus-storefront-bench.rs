@@ -15,7 +15,10 @@ use deadpool_lapin::lapin::{
     BasicProperties, Channel, Connection,
 };
 use futures::{StreamExt, TryStreamExt};
-use orderbus_bench::{bare_consume, bare_queue, median, publish_all, rss_mb};
+use orderbus_bench::{
+    bare_consume, bare_queue, machine, median, process_cpu_seconds, process_rss_mb, publish_all,
+    rss_mb, spread, spread_text,
+};
 use orderbus_bus::{ConsumerConfig, Consumers, Health, Topology, HEADER_ROUTING_KEY};
 use orderbus_contracts::{ErpOrderStatus, ErpOrderStatusUpdate};
 use orderbus_runtime::{CancellationToken, Config, Secret};
@@ -58,6 +61,11 @@ struct Args {
     /// Where to write the JSON results [default: <workspace>/target/bench/storefront.json].
     #[arg(long)]
     out: Option<PathBuf>,
+    /// The storefront's release binary, started as its own process for the RSS and CPU of the
+    /// real service under the same load [default: `orderbus-storefront` beside this binary;
+    /// `make bench` builds it]. The phase is skipped (and says so) if it does not exist.
+    #[arg(long)]
+    service_binary: Option<PathBuf>,
 }
 
 /// `<workspace>/target/bench/storefront.json`, next to shared/bench's `latest.json`.
@@ -316,6 +324,156 @@ async fn storefront_round(
     Ok(n as f64 / start.elapsed().as_secs_f64())
 }
 
+/// The storefront's release binary as its own process, consuming the same messages: its RSS
+/// (sampled every 100 ms while it works) and CPU per 1 000 messages, per round.
+struct BinaryRun {
+    binary: PathBuf,
+    rates: Vec<f64>,
+    cpu_ms_per_1000: Vec<f64>,
+    /// Median of the RSS samples of each round (steady state under load).
+    rss_steady_mb: Vec<f64>,
+    /// Largest RSS sample of each round.
+    rss_max_mb: Vec<f64>,
+    /// VmHWM of the process at the end.
+    rss_hwm_mb: f64,
+}
+
+fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// Consumers on `queue` (a passive declare on a fresh channel).
+async fn consumer_count(conn: &Connection, queue: &str) -> Result<u32> {
+    let ch = conn.create_channel().await?;
+    let q = ch
+        .queue_declare(
+            queue.into(),
+            deadpool_lapin::lapin::options::QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await?;
+    let _ = ch.close(200, "done".into()).await;
+    Ok(q.consumer_count())
+}
+
+/// Starts the release binary on the bench's database and queues (same service name: the
+/// in-process consumers are stopped by then), runs the rounds against it, then SIGTERMs it.
+#[allow(clippy::too_many_arguments)]
+async fn binary_rounds(
+    binary: PathBuf,
+    pool: &PgPool,
+    conn: &Connection,
+    channel: &Channel,
+    work_queue: &str,
+    bodies: &[Vec<u8>],
+    args: &Args,
+    database_url: &str,
+    service_name: &str,
+) -> Result<BinaryRun> {
+    let log_path = default_out().with_file_name("storefront-binary.log");
+    if let Some(dir) = log_path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let log = std::fs::File::create(&log_path)?;
+    let mut child = std::process::Command::new(&binary)
+        .env("ORDERBUS_DATABASE_URL", database_url)
+        .env("ORDERBUS_AMQP_URL", orderbus_testkit::amqp_url())
+        .env("ORDERBUS_HTTP_ADDR", "127.0.0.1")
+        .env("ORDERBUS_HTTP_PORT", free_port()?.to_string())
+        .env("ORDERBUS_AUTH", "open")
+        .env("STOREFRONT_SERVICE_NAME", service_name)
+        .env("STOREFRONT_SWEEP_INTERVAL_SECS", "0")
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+        .with_context(|| format!("starting {}", binary.display()))?;
+    let pid = child.id();
+    let result = async {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while consumer_count(conn, work_queue).await? == 0 {
+            if let Some(status) = child.try_wait()? {
+                bail!(
+                    "{} exited with {status} (see {})",
+                    binary.display(),
+                    log_path.display()
+                );
+            }
+            if Instant::now() > deadline {
+                bail!("{} did not start consuming within 60 s", binary.display());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let mut run = BinaryRun {
+            binary: binary.clone(),
+            rates: Vec::new(),
+            cpu_ms_per_1000: Vec::new(),
+            rss_steady_mb: Vec::new(),
+            rss_max_mb: Vec::new(),
+            rss_hwm_mb: 0.0,
+        };
+        for round in 1..=args.repeat.max(1) {
+            progress(&format!(
+                "round {round}/{}: the release binary (pid {pid}), order.erpstatus 100 x {}",
+                args.repeat,
+                bodies.len()
+            ));
+            reset(pool).await?;
+            let stop = CancellationToken::new();
+            let sampler = {
+                let stop = stop.clone();
+                tokio::spawn(async move {
+                    let mut samples = Vec::new();
+                    while !stop.is_cancelled() {
+                        samples.push(process_rss_mb(pid).0);
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                    samples
+                })
+            };
+            let cpu = process_cpu_seconds(pid).unwrap_or(0.0);
+            let rate = storefront_round(pool, channel, work_queue, bodies, args).await;
+            let cpu = process_cpu_seconds(pid).unwrap_or(0.0) - cpu;
+            stop.cancel();
+            let samples = sampler.await.unwrap_or_default();
+            run.rates.push(rate?);
+            run.cpu_ms_per_1000
+                .push(cpu * 1000.0 / (bodies.len() as f64 / 1000.0));
+            run.rss_steady_mb.push(median(samples.clone()));
+            run.rss_max_mb
+                .push(samples.iter().copied().fold(0.0, f64::max));
+        }
+        run.rss_hwm_mb = process_rss_mb(pid).1;
+        Ok(run)
+    }
+    .await;
+    // SIGTERM: the service drains and exits; killed if it has not within 20 s.
+    let _ = std::process::Command::new("kill")
+        .arg("-TERM")
+        .arg(pid.to_string())
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) => break,
+            Ok(None) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await
+            }
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                break;
+            }
+        }
+    }
+    result
+}
+
 struct Measured {
     bare_publish: Vec<f64>,
     bare_consume: Vec<f64>,
@@ -483,14 +641,46 @@ async fn main() -> Result<()> {
     .await;
     let (rss, rss_peak) = rss_mb();
 
-    progress("stopping the consumers and removing the bench's queues");
+    progress("stopping the in-process consumers");
     shutdown.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+    let binary = args.service_binary.clone().or_else(|| {
+        std::env::current_exe()
+            .ok()
+            .and_then(|exe| exe.parent().map(|d| d.join("orderbus-storefront")))
+    });
+    let binary_run = match (&measured, binary) {
+        (Ok(_), Some(path)) if path.exists() => Some(
+            binary_rounds(
+                path,
+                &pool,
+                &conn,
+                &channel,
+                &work_queue,
+                &bodies,
+                &args,
+                db.url(),
+                &settings.service_name,
+            )
+            .await,
+        ),
+        (Ok(_), path) => {
+            progress(&format!(
+                "skipping the release-binary phase: {} not found (cargo build --release -p orderbus-storefront)",
+                path.map(|p| p.display().to_string()).unwrap_or_default()
+            ));
+            None
+        }
+        (Err(_), _) => None,
+    };
+    progress("removing the bench's queues");
     remove(&conn, &bindings, &queues, &exchanges).await;
     conn.close(200, "bench done".into()).await.ok();
     pool.close().await;
     drop(db);
     let m = measured?;
+    let binary_run = binary_run.transpose()?;
+    let machine = machine();
 
     let bare_publish = median(m.bare_publish.clone());
     let bare = median(m.bare_consume.clone());
@@ -512,11 +702,57 @@ async fn main() -> Result<()> {
         args.prefetch
     );
     println!("  storefront erpstatus 100    {store:>9.0} msg/s   storefront / bare consume = {ratio:.3} (goal >= 0.5)");
+    let ratios: Vec<f64> = m
+        .storefront
+        .iter()
+        .zip(&m.bare_consume)
+        .map(|(s, b)| if *b > 0.0 { s / b } else { 0.0 })
+        .collect();
     println!(
-        "  RSS (this process)          {rss:.1} MB now, {rss_peak:.1} MB peak (goal <= 64 MB; {rss_setup:.1} MB before the consumers started)"
+        "  per round (min / median / max): bare consume {}, storefront {}, ratio {}",
+        spread_text(&m.bare_consume, 0),
+        spread_text(&m.storefront, 0),
+        spread_text(&ratios, 3)
     );
+    println!(
+        "  RSS (this process)          {rss:.1} MB now, {rss_peak:.1} MB peak ({rss_setup:.1} MB before the consumers started)"
+    );
+    if let Some(b) = &binary_run {
+        let ratios: Vec<f64> = b
+            .rates
+            .iter()
+            .zip(&m.bare_consume)
+            .map(|(s, c)| if *c > 0.0 { s / c } else { 0.0 })
+            .collect();
+        println!(
+            "  release binary {}: {} msg/s (÷ bare consume {}), CPU {} ms per 1 000 messages",
+            b.binary.display(),
+            spread_text(&b.rates, 0),
+            spread_text(&ratios, 3),
+            spread_text(&b.cpu_ms_per_1000, 1)
+        );
+        println!(
+            "  release binary RSS under load: steady {} MB, max sample {} MB, VmHWM {:.1} MB (goal <= 48 MB)",
+            spread_text(&b.rss_steady_mb, 1),
+            spread_text(&b.rss_max_mb, 1),
+            b.rss_hwm_mb
+        );
+    }
+    println!("  machine: {machine}");
 
+    let binary_json = binary_run.as_ref().map(|b| {
+        json!({
+            "binary": b.binary.display().to_string(),
+            "erpstatus_per_s": spread(&b.rates),
+            "cpu_ms_per_1000": spread(&b.cpu_ms_per_1000),
+            "rss_steady_mb": spread(&b.rss_steady_mb),
+            "rss_max_sample_mb": spread(&b.rss_max_mb),
+            "rss_hwm_mb": b.rss_hwm_mb,
+        })
+    });
     let result = json!({
+        "machine": machine,
+        "release_binary": binary_json,
         "bare_consume_per_s": bare,
         "storefront_erpstatus_per_s": store,
         "ratio": ratio,

@@ -3,6 +3,7 @@
 //! afterwards).
 
 mod ack_timeout;
+mod cluster;
 mod common;
 mod consumer;
 mod faults;
