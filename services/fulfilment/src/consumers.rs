@@ -8,13 +8,13 @@ use orderbus_contracts::{OrderPayment, OrderSubmit};
 use orderbus_frotel::BuyType;
 use sqlx::PgConnection;
 
-use crate::mapping::{buy_type, Kind};
+use crate::mapping::{buy_type, Kind, Mapping};
 use crate::store::{self, NewOrder};
-use crate::{metrics, Shared, PARTNER};
+use crate::{metrics, PARTNER};
 
-pub fn subscriptions(shared: Arc<Shared>) -> Vec<Subscription> {
+pub fn subscriptions(mapping: Arc<Mapping>) -> Vec<Subscription> {
     vec![
-        Subscription::to::<OrderSubmit, _>(OnSubmit(shared.clone()))
+        Subscription::to::<OrderSubmit, _>(OnSubmit(mapping))
             .prefetch(50)
             .describe("fulfilment: order.submit of Frotel warehouses → Frotel registration"),
         Subscription::to::<OrderPayment, _>(OnPayment)
@@ -23,7 +23,7 @@ pub fn subscriptions(shared: Arc<Shared>) -> Vec<Subscription> {
     ]
 }
 
-struct OnSubmit(Arc<Shared>);
+struct OnSubmit(Arc<Mapping>);
 
 impl MessageHandler<OrderSubmit> for OnSubmit {
     async fn handle(
@@ -32,7 +32,7 @@ impl MessageHandler<OrderSubmit> for OnSubmit {
         _delivery: &Delivery,
         conn: &mut PgConnection,
     ) -> Result<(), HandlerError> {
-        let mapping = &self.0.settings.mapping;
+        let mapping = &self.0;
         let Some(warehouse) = mapping.frotel_warehouse(&msg) else {
             return Ok(()); // not Frotel's
         };

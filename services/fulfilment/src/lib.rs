@@ -171,16 +171,13 @@ impl App {
 }
 
 /// The subscription table.
-pub fn topology(settings: &Settings, shared: &Arc<Shared>) -> Topology {
-    consumers::subscriptions(shared.clone()).into_iter().fold(
-        Topology::new(settings.service_name.clone()).retry_tiers(settings.retry_tiers.clone()),
-        |t, s| t.subscribe(s),
-    )
-}
-
-/// The topology alone (for tests' broker clean-up and definitions).
-pub fn topology_for(settings: &Settings) -> Result<Topology, StartError> {
-    Ok(topology(settings, &Arc::new(shared(settings.clone())?)))
+pub fn topology(settings: &Settings) -> Topology {
+    consumers::subscriptions(Arc::new(settings.mapping.clone()))
+        .into_iter()
+        .fold(
+            Topology::new(settings.service_name.clone()).retry_tiers(settings.retry_tiers.clone()),
+            |t, s| t.subscribe(s),
+        )
 }
 
 fn shared(settings: Settings) -> Result<Shared, StartError> {
@@ -212,7 +209,7 @@ pub async fn start(
         shared.clone(),
         shared.clone(),
     );
-    let service = Service::new(settings.service_name.clone(), topology(&settings, &shared))
+    let service = Service::new(settings.service_name.clone(), topology(&settings))
         .migrations(&MIGRATIONS)
         .migrations(&orderbus_scheduler::MIGRATOR)
         .migrations(&orderbus_ingress::MIGRATOR)

@@ -67,13 +67,22 @@ struct BrokerUser {
 /// Every service deployed from this repository, with its topology table exactly as the
 /// service builds it at start.
 fn deployed_services() -> Vec<BrokerUser> {
-    vec![BrokerUser {
-        name: "storefront",
-        party: Party::Storefront,
-        topology: Some(orderbus_storefront::topology(
-            &orderbus_storefront::Settings::default(),
-        )),
-    }]
+    vec![
+        BrokerUser {
+            name: "storefront",
+            party: Party::Storefront,
+            topology: Some(orderbus_storefront::topology(
+                &orderbus_storefront::Settings::default(),
+            )),
+        },
+        BrokerUser {
+            name: "fulfilment",
+            party: Party::Fulfilment,
+            topology: Some(orderbus_fulfilment::topology(
+                &orderbus_fulfilment::Settings::default(),
+            )),
+        },
+    ]
 }
 
 /// Deployed services plus the outside systems on the bus.

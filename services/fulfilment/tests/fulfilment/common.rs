@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{anyhow, Context};
 use orderbus_frotel::sim::{SimConfig, Simulator};
 use orderbus_frotel::ClientConfig;
-use orderbus_fulfilment::{start, topology_for, Mapping, Settings};
+use orderbus_fulfilment::{start, topology, Mapping, Settings};
 use orderbus_runtime::auth::{mint_key, OPS_READ, OPS_REPLAY, ORDERS_READ, ORDERS_WRITE};
 use orderbus_runtime::{ApiKeys, AuthSettings, CancellationToken, Config, Running, Secret};
 use orderbus_testkit::{unique_suffix, ErpPublisher, Received, RouteSink, TestDb, TestQueue};
@@ -246,7 +246,7 @@ impl Harness {
         config.db_max_connections = 12;
         let (key, auth) = api_key()?;
         config.auth = auth;
-        let cleanup = Cleanup(Some(topology_for(&settings)?));
+        let cleanup = Cleanup(Some(topology(&settings)));
         let routes = RouteSink::bind(&[
             "order.payment",
             "order.erpstatus",
