@@ -58,7 +58,14 @@ pub struct Warehouses {
     pub bare: i64,
 }
 
+/// Deletes a service's queues and tier exchanges when dropped.
 pub struct Cleanup(Option<orderbus_bus::Topology>);
+
+impl Cleanup {
+    pub fn of(topology: orderbus_bus::Topology) -> Cleanup {
+        Cleanup(Some(topology))
+    }
+}
 
 impl Drop for Cleanup {
     fn drop(&mut self) {

@@ -6,3 +6,4 @@ mod flows;
 mod hostile;
 mod mirrors;
 mod rules;
+mod storefront;
