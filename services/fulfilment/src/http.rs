@@ -9,7 +9,6 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use orderbus_frotel::{Error as FrotelError, FactorId};
-use orderbus_ingress::effect::EffectError;
 use orderbus_ingress::reply::JsonReplies;
 use orderbus_ingress::webhook::{Ingress, Webhook};
 use orderbus_ingress::IngressConfig;
@@ -128,11 +127,7 @@ pub fn public_router(app: App) -> Router {
                 payment::CallbackVerifier,
                 JsonReplies,
                 orderbus_ingress::effect::effect_fn(|tx, inbound| {
-                    Box::pin(async move {
-                        payment::apply_callback(tx, &inbound.request)
-                            .await
-                            .map_err(|e: EffectError| e)
-                    })
+                    Box::pin(payment::apply_callback(tx, &inbound.request))
                 }),
             )
             .accept_get(),
