@@ -215,7 +215,7 @@ async fn check_one(app: &App, cb: CallbackRow) -> Result<(), sqlx::Error> {
                     paid_time: chrono::Utc::now().timestamp(),
                 };
                 Outbox::new()
-                    .send(&mut *tx, &payment)
+                    .send(&mut tx, &payment)
                     .await
                     .map_err(|e| sqlx::Error::Protocol(format!("outbox: {e}")))?;
             }
