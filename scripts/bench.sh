@@ -16,3 +16,6 @@ cargo run --release -q -p orderbus-e2e --bin orderbus-storefront-bench
 # The payments service's BackendURL path (ingress → OrderPayQuery against the Sinopac simulator →
 # outbox) vs a bare axum handler (issue 10; target/bench/payments.json).
 cargo run --release -q -p orderbus-e2e --bin orderbus-payments-bench
+# Frotel quotes with all mirrors up and the first down, and the fulfilment registration round
+# trip, against bare baselines (issue 12).
+cargo run --release -q -p orderbus-e2e --bin orderbus-fulfilment-bench

@@ -23,7 +23,7 @@ key_dir="${XDG_RUNTIME_DIR:-${CARGO_TARGET_DIR:-target}}/orderbus"
 key_file="$key_dir/api-key"
 api_key=""
 if [ -x "$target/orderbus-storefront" ] && [ -z "${ORDERBUS_API_KEYS:-}${ORDERBUS_API_KEYS_FILE:-}" ]; then
-  minted=$("$target/orderbus-storefront" api-key --client make-run --scopes orders:read,orders:write,payments:write --shell)
+  minted=$("$target/orderbus-storefront" api-key --client make-run --scopes orders:read,orders:write,payments:write,ops:read,ops:replay --shell)
   api_key=$(printf '%s\n' "$minted" | sed -n 's/^ORDERBUS_API_KEY=//p')
   export ORDERBUS_API_KEYS
   ORDERBUS_API_KEYS=$(printf '%s\n' "$minted" | sed -n 's/^ORDERBUS_API_KEYS_ENTRY=//p')
@@ -46,6 +46,7 @@ sandbox|orderbus-sandbox|
 storefront|orderbus-storefront|--create-database
 payments|orderbus-payments|--create-database --sinopac-demo-keys
 erp-sim|orderbus-erp-sim|run --create-database
+fulfilment|orderbus-fulfilment|--create-database --frotel-api-key sim-api-key --frotel-mirrors http://127.0.0.1:7103/,http://127.0.0.1:7104/,http://127.0.0.1:7105/ --mapping-file services/fulfilment/config/sandbox.toml --tracking-interval-secs 5 --default-shipping-price 60000
 SERVICES
 
 cat <<INFO
@@ -77,6 +78,11 @@ orderbus local stack
                      paid order 100 -> 200 -> 600 -> 700 -> blue invoice (~17 s).
                      health http://127.0.0.1:8099/readyz   database orderbus_erp_sim
                      send any spec message: orderbus-erp-sim publish <routing-key> FILE|-
+  fulfilment         Frotel: http://127.0.0.1:8083  quotes POST /fulfilment/quotes, order GET
+                     /fulfilment/orders/{code}, ops GET /fulfilment/ops/attention, mirrors
+                     /fulfilment/mirrors; Frotel warehouses 9001 (COD/online), 9002 (Cheetah),
+                     9003 (virtual); database fulfilment. Try: scripts/demo-frotel.sh
+                     (a COD order and a Frotel bank payment, followed to the end)
   sandbox            partner simulators (dev/test only): SweetTracker :7101, Sinopac :7102,
                      Frotel mirrors :7103-7105, SHOPLINE sender :7106
 

@@ -322,14 +322,19 @@ async fn deploy_storefront_user_publishes_only_its_own_keys() -> Result<()> {
 async fn deploy_unrouted_messages_reach_the_ops_queue_under_a_service_user() -> Result<()> {
     let broker = TestBroker::create()?;
     let storefront = broker.connect("storefront").await?;
-    // Nobody in this vhost binds order.submit (the ERP's queues are the ERP's), so the
+    // Nobody in this vhost binds order.createChangeOrder (its subscribers are the ERP, whose
+    // queues are the ERP's, and ops; order.submit is now bound by fulfilment), so the
     // alternate-exchange policy on amq.topic must catch it.
-    publish(&storefront, "amq.topic", RoutingKey::OrderSubmit.as_str())
-        .await
-        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    publish(
+        &storefront,
+        "amq.topic",
+        RoutingKey::OrderCreateChangeOrder.as_str(),
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e:?}"))?;
     let observer = broker.connect_observer().await?;
     let key = broker.wait_for_message(&observer, "ops.unrouted").await?;
-    assert_eq!(key, "order.submit");
+    assert_eq!(key, "order.createChangeOrder");
     Ok(())
 }
 

@@ -25,7 +25,7 @@ async fn every_fixture_round_trips_through_rabbitmq() {
             }
         }
     }
-    assert_eq!(fixtures.len(), 33);
+    assert_eq!(fixtures.len(), 34);
 
     let patterns: Vec<&str> = RoutingKey::ALL.iter().map(|k| k.as_str()).collect();
     let mut queue = TestQueue::bind(&patterns).await.expect("bind test queue");

@@ -128,7 +128,7 @@ routing_keys! {
         publishers: [Storefront], subscribers: [Erp, Payments, Fulfilment, Ops];
     OrderPayment => "order.payment", OrderPayment,
         "Customer's payment completed (用户支付完成). Body defined by orderbus.",
-        publishers: [Payments], subscribers: [Storefront, Erp, Ops];
+        publishers: [Payments, Fulfilment], subscribers: [Storefront, Erp, Fulfilment, Ops];
     OrderStatus => "order.orderStatus", OrderStatus,
         "Storefront order status: receipt confirmed 700, user cancel 900, system auto-cancel 906 (用户确认收货、用户取消订单、系统自动取消订单).",
         publishers: [Storefront], subscribers: [Erp, Payments, Ops];

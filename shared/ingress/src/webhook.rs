@@ -34,6 +34,7 @@ pub struct Webhook {
     verifier: Arc<dyn Verifier>,
     replies: Arc<dyn Replies>,
     effect: Arc<dyn Effect>,
+    accept_get: bool,
 }
 
 impl Webhook {
@@ -51,7 +52,16 @@ impl Webhook {
             verifier: Arc::new(verifier),
             replies: Arc::new(replies),
             effect: Arc::new(effect),
+            accept_get: false,
         }
+    }
+
+    /// Also accept `GET` on the route (a browser redirected back by a bank, e.g. Frotel's
+    /// callback with `_i` and `sb` in the query). The body is then empty: the verifier should
+    /// derive the idempotency key from the query, or every such request dedupes as one.
+    pub fn accept_get(mut self) -> Self {
+        self.accept_get = true;
+        self
     }
 }
 
@@ -102,6 +112,11 @@ impl Ingress {
                 }
             }
             let path = webhook.path.clone();
+            let method = if webhook.accept_get {
+                post(handle).get(handle)
+            } else {
+                post(handle)
+            };
             let endpoint = Arc::new(Endpoint {
                 pool: self.pool.clone(),
                 config: config.clone(),
@@ -109,11 +124,7 @@ impl Ingress {
                 logged,
                 redacted,
             });
-            router = router.merge(
-                Router::new()
-                    .route(&path, post(handle))
-                    .with_state(endpoint),
-            );
+            router = router.merge(Router::new().route(&path, method).with_state(endpoint));
         }
         router
     }

@@ -82,6 +82,13 @@ fn deployed_services() -> Vec<BrokerUser> {
                 &orderbus_payments::Settings::default(),
             )),
         },
+        BrokerUser {
+            name: "fulfilment",
+            party: Party::Fulfilment,
+            topology: Some(orderbus_fulfilment::topology(
+                &orderbus_fulfilment::Settings::default(),
+            )),
+        },
     ]
 }
 

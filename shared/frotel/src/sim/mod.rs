@@ -450,6 +450,22 @@ impl Simulator {
         Some(order.status.clone())
     }
 
+    /// Set an order's status text (and barcode, if given) directly: any Persian string, known or
+    /// not, as Frotel's free-text statuses may be. Returns false for an unknown factor.
+    pub fn set_status(&self, factor: &str, status: &str, barcode: Option<&str>) -> bool {
+        let key: String = factor.chars().filter(char::is_ascii_digit).collect();
+        let mut data = self.data();
+        let Some(order) = data.orders.get_mut(&key) else {
+            return false;
+        };
+        order.status = status.to_owned();
+        if let Some(b) = barcode {
+            order.barcode = b.to_owned();
+        }
+        order.change_date = jalali::now_text();
+        true
+    }
+
     /// The router of one mirror. Routes are relative to the mirror's base URL
     /// (`order/getPrices.json`, …) plus `__sim/…` (admin, bank gateway, downloads).
     pub fn mirror_router(&self, index: usize) -> Router {
