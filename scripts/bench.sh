@@ -11,3 +11,5 @@ cargo run --release -q -p orderbus-bench -- "$@"
 # The storefront's order.erpstatus consumer with real order rows vs bare consume+ack (issue 4;
 # target/bench/storefront.json). Takes its own flags: see its --help.
 cargo run --release -q -p orderbus-e2e --bin orderbus-storefront-bench
+# The ops journal ingest vs bare consume+ack and the timeline latency among 1M rows (issue 13).
+cargo run --release -q -p orderbus-e2e --bin orderbus-ops-bench

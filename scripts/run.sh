@@ -22,12 +22,17 @@ key_dir="${XDG_RUNTIME_DIR:-${CARGO_TARGET_DIR:-target}}/orderbus"
 key_file="$key_dir/api-key"
 api_key=""
 if [ -x "$target/orderbus-storefront" ] && [ -z "${ORDERBUS_API_KEYS:-}${ORDERBUS_API_KEYS_FILE:-}" ]; then
-  minted=$("$target/orderbus-storefront" api-key --client make-run --scopes orders:read,orders:write --shell)
+  minted=$("$target/orderbus-storefront" api-key --client make-run --scopes orders:read,orders:write,ops:read,ops:replay,ops:report --shell)
   api_key=$(printf '%s\n' "$minted" | sed -n 's/^ORDERBUS_API_KEY=//p')
   export ORDERBUS_API_KEYS
   ORDERBUS_API_KEYS=$(printf '%s\n' "$minted" | sed -n 's/^ORDERBUS_API_KEYS_ENTRY=//p')
   mkdir -p "$key_dir"
   (umask 077 && printf '%s\n' "$api_key" >"$key_file")
+fi
+# ops asks every service for its timeline entries with the same local key (ops:read), and
+# the orderbus-ops CLI finds it there too.
+if [ -n "$api_key" ]; then
+  export ORDERBUS_OPS_PEER_API_KEY="$api_key" ORDERBUS_OPS_API_KEY="$api_key"
 fi
 
 started=()
@@ -44,6 +49,7 @@ done <<'SERVICES'
 sandbox|orderbus-sandbox|
 storefront|orderbus-storefront|--create-database
 erp-sim|orderbus-erp-sim|run --create-database --auto-pay
+ops|orderbus-ops|--create-database
 SERVICES
 
 cat <<INFO
@@ -58,6 +64,13 @@ orderbus local stack
                      storefront.parking           messages refused with a reason (see headers)
                      storefront.retry.*           delay tiers for transient failures
                      erp-sim.order.submit         what the ERP stand-in receives
+  ops                http://127.0.0.1:8084   journal, timelines, parking replay, monitoring intake
+                     (same API key: ops:read, ops:replay, ops:report), database ops
+                       $target/orderbus-ops timeline <order_code>     the order's whole story
+                       $target/orderbus-ops parking list              what was refused, grouped by reason
+                       $target/orderbus-ops parking replay --service storefront --reason "..." --dry-run
+                       $target/orderbus-ops queues                    every queue: purpose, depth, consumers
+                     ops.journal / ops.unrouted in the console: the journal's copy, unroutable messages
   PostgreSQL         psql -h 127.0.0.1 -U postgres storefront
   erp-sim            DEV/TEST STAND-IN for the ERP (not the ERP, never deployed), with AUTO-PAY on:
                      it publishes order.payment for every order.submit (no payments service yet)

@@ -156,19 +156,47 @@ async fn journal(
 }
 
 /// `?service=&routing_key=&reason=&class=&since=&until=&order_code=&header=name=value&state=`
+/// (plain fields: serde's `flatten` cannot read numbers from a query string).
 #[derive(Debug, Default, Deserialize)]
 struct SelectorQuery {
-    #[serde(flatten)]
-    selector: Selector,
-    #[serde(default)]
+    service: Option<String>,
+    routing_key: Option<String>,
+    reason: Option<String>,
+    class: Option<String>,
+    since: Option<DateTime<Utc>>,
+    until: Option<DateTime<Utc>>,
+    order_code: Option<String>,
+    header: Option<String>,
+    state: Option<String>,
     limit: Option<i64>,
+}
+
+impl SelectorQuery {
+    fn selector(&self) -> Result<Selector, ApiError> {
+        let order_code = match self.order_code.as_deref() {
+            None | Some("") => None,
+            Some(c) => Some(order_code(c)?),
+        };
+        Ok(Selector {
+            service: self.service.clone(),
+            routing_key: self.routing_key.clone(),
+            reason: self.reason.clone(),
+            class: self.class.clone(),
+            since: self.since,
+            until: self.until,
+            order_code,
+            header: self.header.clone(),
+            state: self.state.clone(),
+        })
+    }
 }
 
 async fn parking_list(
     State(app): State<App>,
     Query(q): Query<SelectorQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let ids = store::select_parked(&app.pool, &q.selector, app.max_selection).await?;
+    let selector = q.selector()?;
+    let ids = store::select_parked(&app.pool, &selector, app.max_selection).await?;
     let groups = store::parked_groups(&app.pool, &ids).await?;
     let shown: Vec<i64> = ids
         .iter()
@@ -177,7 +205,7 @@ async fn parking_list(
         .collect();
     let messages = store::parked_rows(&app.pool, &shown).await?;
     Ok(Json(json!({
-        "selector": q.selector,
+        "selector": selector,
         "total": ids.len(),
         "groups": groups,
         "messages": messages,

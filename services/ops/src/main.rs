@@ -185,8 +185,8 @@ struct SelectorArgs {
     #[arg(long)]
     routing_key: Option<String>,
     /// Substring of the park reason (case-insensitive).
-    #[arg(long = "reason-contains")]
-    reason: Option<String>,
+    #[arg(long)]
+    reason_contains: Option<String>,
     /// decode | database | retries_exhausted | delivery_limit | inbox | panic | handler
     #[arg(long)]
     class: Option<String>,
@@ -220,7 +220,7 @@ impl SelectorArgs {
         Ok(Selector {
             service: self.service.clone(),
             routing_key: self.routing_key.clone(),
-            reason: self.reason.clone(),
+            reason: self.reason_contains.clone(),
             class: self.class.clone(),
             since: time(&self.since)?,
             until: time(&self.until)?,

@@ -193,6 +193,7 @@ impl Ops {
 
 impl Drop for Ops {
     fn drop(&mut self) {
+        self.shutdown.cancel();
         if self.keep_broker {
             return;
         }

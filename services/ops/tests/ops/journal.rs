@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use crate::common::{eventually, order_code, props, trace_id, Ops, Publisher};
 
@@ -39,12 +39,12 @@ fn hostile(code: i64) -> Vec<(String, Vec<u8>, bool)> {
         ),
         (
             "order.payment".into(),
-            format!(r#"{{"order_code":{code},"amount":"1e999"}}"#).into_bytes(),
+            format!(r#"{{"order_code":{code},"amount":-1}}"#).into_bytes(),
             true,
         ),
         (
             "erp.updateInvoicePdfUrl".into(),
-            format!("{{\"orderCode\":{code},\"pdfUrl\":\"a\u{0}b\"}}").into_bytes(),
+            format!(r#"{{"orderCode":{code},"pdfUrl":"a\u0000b"}}"#).into_bytes(),
             true,
         ),
         (
@@ -77,6 +77,57 @@ type Row = (
     String,
 );
 
+fn fixture(fixtures: &[(String, Vec<u8>)], key: &str, nth: usize) -> anyhow::Result<Value> {
+    let body = fixtures
+        .iter()
+        .filter(|f| f.0 == key)
+        .nth(nth)
+        .map(|f| f.1.clone())
+        .ok_or_else(|| anyhow::anyhow!("no fixture {key}"))?;
+    Ok(serde_json::from_slice(&body)?)
+}
+
+/// order.createChangeOrder → erp.createChangeOrder → erp.updateChangeRefundOrderStatus for one
+/// exchange of `order`, with ids that tie them (the spec's samples do not).
+fn exchange_chain(
+    fixtures: &[(String, Vec<u8>)],
+    order: i64,
+) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
+    let front = order % 1_000_000_000 + 7;
+    let erp = order % 1_000_000_000 + 9;
+    let mut create = fixture(fixtures, "order.createChangeOrder", 0)?;
+    create["id"] = json!(front);
+    for f in ["order_code", "init_order_code", "source_order_code"] {
+        create[f] = json!(order);
+    }
+    let mut created = fixture(fixtures, "erp.createChangeOrder", 0)?;
+    created["code"] = json!(200);
+    created["message"] = json!("ok");
+    created["data"]["id"] = json!(front);
+    created["data"]["exchange_id"] = json!(erp);
+    created["data"]["returned_id"] = json!(erp + 1);
+    created["data"]["init_order_code"] = json!(order);
+    created["data"]["source_order_code"] = json!(order);
+    created["data"]["new_order_code"] = json!(order + 1);
+    created["data"]["exchange_status"] = json!(10);
+    created["data"]["returned_status"] = json!(10);
+    let status = json!({"id": erp, "status": 10, "type": "change"});
+    Ok(vec![
+        (
+            "order.createChangeOrder".into(),
+            serde_json::to_vec(&create)?,
+        ),
+        (
+            "erp.createChangeOrder".into(),
+            serde_json::to_vec(&created)?,
+        ),
+        (
+            "erp.updateChangeRefundOrderStatus".into(),
+            serde_json::to_vec(&status)?,
+        ),
+    ])
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_message_is_journalled_once_through_an_outage() -> anyhow::Result<()> {
     let ops = Ops::start(|_| {}).await?;
@@ -94,6 +145,12 @@ async fn every_message_is_journalled_once_through_an_outage() -> anyhow::Result<
     for (key, body, _) in hostile(code) {
         publisher.publish(&key, &body, props(&trace)).await?;
     }
+    // One exchange's chain with consistent ids: ours (front id), the ERP's (exchange id).
+    let chain_order = order_code()?;
+    let chain = exchange_chain(&fixtures, chain_order)?;
+    for (key, body) in &chain {
+        publisher.publish(key, body, props(&trace)).await?;
+    }
     // Unbound keys: only the alternate exchange takes them.
     publisher
         .publish(
@@ -105,7 +162,7 @@ async fn every_message_is_journalled_once_through_an_outage() -> anyhow::Result<
     publisher
         .publish("nobody.binds.this", b"{}", props(&trace))
         .await?;
-    let first = (fixtures.len() + hostile(code).len() + 2) as i64;
+    let first = (fixtures.len() + chain.len() + hostile(code).len() + 2) as i64;
     eventually("first round journalled", || async {
         (ops.journal_rows().await.ok()? == first).then_some(())
     })
@@ -158,7 +215,7 @@ async fn every_message_is_journalled_once_through_an_outage() -> anyhow::Result<
     let decoded = rows.iter().filter(|r| r.1).count();
     assert_eq!(
         decoded,
-        2 * fixtures.len() + 1,
+        2 * fixtures.len() + chain.len() + 1,
         "every fixture (and the duplicate's original) decodes"
     );
     // Hostile bodies: journalled, marked, attributed where they name the order.
@@ -178,24 +235,16 @@ async fn every_message_is_journalled_once_through_an_outage() -> anyhow::Result<
         "the unrouted typo names the order"
     );
     // An exchange's ERP status update is found through the ids the exchange's messages tie.
-    let spec_change: Value = serde_json::from_slice(
-        &fixtures
-            .iter()
-            .find(|f| f.0 == "order.createChangeOrder")
-            .map(|f| f.1.clone())
-            .unwrap_or_default(),
-    )?;
-    let change_order = spec_change["order_code"].as_i64().unwrap_or_default();
-    let story = orderbus_ops::store::journal_for_order(pool, change_order, 1000).await?;
-    assert!(story
-        .iter()
-        .any(|j| j.routing_key == "order.createChangeOrder"));
-    assert!(
-        story
-            .iter()
-            .any(|j| j.routing_key == "erp.updateChangeRefundOrderStatus"),
-        "status updates by ERP exchange id belong to the order: {:?}",
-        story.iter().map(|j| &j.routing_key).collect::<Vec<_>>()
+    let story = orderbus_ops::store::journal_for_order(pool, chain_order, 1000).await?;
+    let keys: Vec<&str> = story.iter().map(|j| j.routing_key.as_str()).collect();
+    assert_eq!(
+        keys,
+        vec![
+            "order.createChangeOrder",
+            "erp.createChangeOrder",
+            "erp.updateChangeRefundOrderStatus"
+        ],
+        "the exchange's story, tied by its ids"
     );
     Ok(())
 }

@@ -19,6 +19,10 @@ async fn parked_messages_are_replayed_exactly_once() -> anyhow::Result<()> {
     let first = order_code()? * 10;
     sf.codes_from(first).await?;
     let codes: Vec<i64> = (first..first + 5).collect();
+    // The storefront consumes every order.erpstatus on the shared broker (other tests' too):
+    // select this test's messages by their reason, which names the code.
+    let mine = format!("unknown%20order%20{}", first / 10);
+    let mine_text = format!("unknown order {}", first / 10);
     let uid = 8041518;
     let erp = Publisher::to("amq.topic").await?;
     for c in &codes {
@@ -28,7 +32,10 @@ async fn parked_messages_are_replayed_exactly_once() -> anyhow::Result<()> {
     }
     // Parked by the storefront (unknown orders), taken in by ops.
     let listed = eventually("5 parked messages taken in", || async {
-        let (_, v) = ops.get(&format!("/parking?service={svc}")).await.ok()?;
+        let (_, v) = ops
+            .get(&format!("/parking?service={svc}&reason={mine}"))
+            .await
+            .ok()?;
         (v["total"] == json!(5)).then_some(v)
     })
     .await?;
@@ -51,18 +58,20 @@ async fn parked_messages_are_replayed_exactly_once() -> anyhow::Result<()> {
     let (s, _) = ops
         .post(
             "/parking/replay",
-            &json!({"selector": {"service": svc}, "reason": ""}),
+            &json!({"selector": {"service": svc, "reason": mine_text}, "reason": ""}),
         )
         .await?;
     assert_eq!(s, 400);
     // Dry run: counts and a sample, nothing sent, nothing changed.
     let (s, dry) = ops
-        .post("/parking/replay", &json!({"selector": {"service": svc}, "reason": "check first", "dry_run": true, "os_user": "tester"}))
+        .post("/parking/replay", &json!({"selector": {"service": svc, "reason": mine_text}, "reason": "check first", "dry_run": true, "os_user": "tester"}))
         .await?;
     assert_eq!(s, 200, "{dry}");
     assert_eq!(dry["matched"], json!(5));
     assert_eq!(dry["sample"].as_array().map(Vec::len), Some(5));
-    let (_, after_dry) = ops.get(&format!("/parking?service={svc}")).await?;
+    let (_, after_dry) = ops
+        .get(&format!("/parking?service={svc}&reason={mine}"))
+        .await?;
     assert_eq!(after_dry["total"], json!(5), "a dry run changes nothing");
     let (_, dry_audit) = ops.get(&format!("/audit/{}", dry["audit_id"])).await?;
     assert_eq!(dry_audit["audit"]["dry_run"], json!(true));
@@ -74,7 +83,7 @@ async fn parked_messages_are_replayed_exactly_once() -> anyhow::Result<()> {
     }
     // Replay slowly, stop after two.
     let (s, started) = ops
-        .post("/parking/replay", &json!({"selector": {"service": svc}, "reason": "orders created after the ERP's audit", "rate": 2.0, "os_user": "tester"}))
+        .post("/parking/replay", &json!({"selector": {"service": svc, "reason": mine_text}, "reason": "orders created after the ERP's audit", "rate": 2.0, "os_user": "tester"}))
         .await?;
     assert_eq!(s, 202, "{started}");
     let audit_id = started["audit_id"].as_i64().unwrap_or_default();
@@ -155,15 +164,19 @@ async fn parked_messages_are_replayed_exactly_once() -> anyhow::Result<()> {
     assert!(items
         .iter()
         .all(|i| i["message_id_before"] == i["message_id_after"] && i["sent_at"].is_string()));
-    let (_, left) = ops.get(&format!("/parking?service={svc}")).await?;
+    let (_, left) = ops
+        .get(&format!("/parking?service={svc}&reason={mine}"))
+        .await?;
     assert_eq!(left["total"], json!(0), "nothing left parked: {left}");
     let (_, replayed) = ops
-        .get(&format!("/parking?service={svc}&state=replayed"))
+        .get(&format!(
+            "/parking?service={svc}&reason={mine}&state=replayed"
+        ))
         .await?;
     assert_eq!(replayed["total"], json!(5));
     // Purge: audited, with a dry run first.
     let (_, purge) = ops
-        .post("/parking/purge", &json!({"selector": {"service": svc, "state": "replayed"}, "reason": "cleanup test", "dry_run": true}))
+        .post("/parking/purge", &json!({"selector": {"service": svc, "reason": mine_text, "state": "replayed"}, "reason": "cleanup test", "dry_run": true}))
         .await?;
     assert_eq!(purge["matched"], json!(5));
     assert_eq!(purge["purged"], json!(0));
