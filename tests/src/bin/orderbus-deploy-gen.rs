@@ -578,8 +578,16 @@ fn topology_resources(users: &[BrokerUser], b: &Broker) -> Result<Vec<(&'static 
         .bindings
         .iter()
         .map(|(source, queue, key)| {
+            // A queue bound to several keys (ops.journal) gets one object per key.
+            let keys_of_queue = b
+                .bindings
+                .iter()
+                .filter(|(s, q, _)| s == TOPIC_EXCHANGE && q == queue)
+                .count();
             let name = if key.is_empty() || source != TOPIC_EXCHANGE {
                 object_name(&format!("{source}.to.{queue}"))
+            } else if keys_of_queue > 1 {
+                object_name(&format!("{queue}.{key}"))
             } else {
                 object_name(queue)
             };
