@@ -19,3 +19,5 @@ cargo run --release -q -p orderbus-e2e --bin orderbus-payments-bench
 # Frotel quotes with all mirrors up and the first down, and the fulfilment registration round
 # trip, against bare baselines (issue 12).
 cargo run --release -q -p orderbus-e2e --bin orderbus-fulfilment-bench
+# The ops journal ingest vs bare consume+ack and the timeline latency among 1M rows (issue 13).
+cargo run --release -q -p orderbus-e2e --bin orderbus-ops-bench

@@ -23,12 +23,17 @@ key_dir="${XDG_RUNTIME_DIR:-${CARGO_TARGET_DIR:-target}}/orderbus"
 key_file="$key_dir/api-key"
 api_key=""
 if [ -x "$target/orderbus-storefront" ] && [ -z "${ORDERBUS_API_KEYS:-}${ORDERBUS_API_KEYS_FILE:-}" ]; then
-  minted=$("$target/orderbus-storefront" api-key --client make-run --scopes orders:read,orders:write,payments:write,ops:read,ops:replay --shell)
+  minted=$("$target/orderbus-storefront" api-key --client make-run --scopes orders:read,orders:write,payments:write,ops:read,ops:replay,ops:report --shell)
   api_key=$(printf '%s\n' "$minted" | sed -n 's/^ORDERBUS_API_KEY=//p')
   export ORDERBUS_API_KEYS
   ORDERBUS_API_KEYS=$(printf '%s\n' "$minted" | sed -n 's/^ORDERBUS_API_KEYS_ENTRY=//p')
   mkdir -p "$key_dir"
   (umask 077 && printf '%s\n' "$api_key" >"$key_file")
+fi
+# ops asks every service for its timeline entries with the same local key (ops:read), and
+# the orderbus-ops CLI finds it there too.
+if [ -n "$api_key" ]; then
+  export ORDERBUS_OPS_PEER_API_KEY="$api_key" ORDERBUS_OPS_API_KEY="$api_key"
 fi
 
 started=()
@@ -47,13 +52,14 @@ storefront|orderbus-storefront|--create-database
 payments|orderbus-payments|--create-database --sinopac-demo-keys
 erp-sim|orderbus-erp-sim|run --create-database
 fulfilment|orderbus-fulfilment|--create-database --frotel-api-key sim-api-key --frotel-mirrors http://127.0.0.1:7103/,http://127.0.0.1:7104/,http://127.0.0.1:7105/ --mapping-file services/fulfilment/config/sandbox.toml --tracking-interval-secs 5 --default-shipping-price 60000
+ops|orderbus-ops|--create-database
 SERVICES
 
 cat <<INFO
 
 orderbus local stack
   storefront API     http://127.0.0.1:8080/orders        (OpenAPI: http://127.0.0.1:8080/openapi.json)
-                     API key (orders:read, orders:write, payments:write): ${api_key:-(from your ORDERBUS_API_KEYS)}
+                     API key (orders:read/write, payments:write, ops:read/replay/report): ${api_key:-(from your ORDERBUS_API_KEYS)}
                        curl -H "Authorization: Bearer \$(cat $key_file)" http://127.0.0.1:8080/orders?uid=8041518
                      health http://127.0.0.1:8080/readyz, metrics http://127.0.0.1:8080/metrics
   RabbitMQ console   http://localhost:15672   (guest / guest) — Queues tab:
@@ -62,7 +68,7 @@ orderbus local stack
                      storefront.retry.*           delay tiers for transient failures
                      erp-sim.order.submit         what the ERP stand-in receives
                      payments.order.submit        orders the payments service will collect
-  PostgreSQL         psql -h 127.0.0.1 -U postgres storefront   (or: ... payments)
+  PostgreSQL         psql -h 127.0.0.1 -U postgres storefront   (or payments, fulfilment, ops)
   payments API       http://127.0.0.1:8081/payments/{order_code}   (OpenAPI: http://127.0.0.1:8081/openapi.json)
                      Sinopac QPay against the sandbox simulator (public DEMO shop NA0249_001, demo keys).
                      Pay an order: POST /payments/{code} {"method":"card"} (or "atm"), then the simulator
@@ -83,6 +89,13 @@ orderbus local stack
                      /fulfilment/mirrors; Frotel warehouses 9001 (COD/online), 9002 (Cheetah),
                      9003 (virtual); database fulfilment. Try: scripts/demo-frotel.sh
                      (a COD order and a Frotel bank payment, followed to the end)
+  ops                http://127.0.0.1:8084   journal, timelines, parking replay, monitoring intake
+                     (same API key: ops:read, ops:replay, ops:report), database ops
+                       $target/orderbus-ops timeline <order_code>     the order's whole story
+                       $target/orderbus-ops parking list              what was refused, grouped by reason
+                       $target/orderbus-ops parking replay --service storefront --reason "..." --dry-run
+                       $target/orderbus-ops queues                    every queue: purpose, depth, consumers
+                     ops.journal / ops.unrouted in the console: the journal's copy, unroutable messages
   sandbox            partner simulators (dev/test only): SweetTracker :7101, Sinopac :7102,
                      Frotel mirrors :7103-7105, SHOPLINE sender :7106
 

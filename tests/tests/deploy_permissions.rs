@@ -322,19 +322,21 @@ async fn deploy_storefront_user_publishes_only_its_own_keys() -> Result<()> {
 async fn deploy_unrouted_messages_reach_the_ops_queue_under_a_service_user() -> Result<()> {
     let broker = TestBroker::create()?;
     let storefront = broker.connect("storefront").await?;
-    // Nobody in this vhost binds order.createChangeOrder (its subscribers are the ERP, whose
-    // queues are the ERP's, and ops; order.submit is now bound by fulfilment), so the
-    // alternate-exchange policy on amq.topic must catch it.
-    publish(
-        &storefront,
-        "amq.topic",
-        RoutingKey::OrderCreateChangeOrder.as_str(),
-    )
-    .await
-    .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    // Nobody in this vhost binds order.submit for business (the ERP's queues are the ERP's),
+    // but the ops journal binds every spec key: the journal has its copy.
+    publish(&storefront, "amq.topic", RoutingKey::OrderSubmit.as_str())
+        .await
+        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
     let observer = broker.connect_observer().await?;
+    let key = broker.wait_for_message(&observer, "ops.journal").await?;
+    assert_eq!(key, "order.submit");
+    // A key nobody binds (not a spec key; the services' users may not publish one, so an
+    // unrestricted publisher stands in): the alternate-exchange policy on amq.topic catches it.
+    publish(&observer, "amq.topic", "order.submitTypo")
+        .await
+        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
     let key = broker.wait_for_message(&observer, "ops.unrouted").await?;
-    assert_eq!(key, "order.createChangeOrder");
+    assert_eq!(key, "order.submitTypo");
     Ok(())
 }
 
@@ -456,4 +458,29 @@ fn metric_value(text: &str, name: &str, queue: &str) -> f64 {
         .filter(|l| l.starts_with(name) && l.contains(&label))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
+}
+
+#[tokio::test]
+async fn deploy_ops_replays_only_through_a_services_retry_tier() -> Result<()> {
+    let broker = TestBroker::create()?;
+    let ops = broker.connect("ops").await?;
+    // The replay path: the service's tier exchange, routing key = its work queue; the tier
+    // dead-letters it into that work queue on the broker's own authority.
+    publish(&ops, "storefront.retry.5s", "storefront.order.erpstatus")
+        .await
+        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    let observer = broker.connect_observer().await?;
+    let key = broker
+        .wait_for_message(&observer, "storefront.order.erpstatus")
+        .await?;
+    assert_eq!(key, "storefront.order.erpstatus");
+    assert_refused(
+        publish(&ops, "", "storefront.order.erpstatus").await,
+        "ops publishing into a work queue through amq.default",
+    );
+    assert_refused(
+        publish(&ops, "amq.topic", RoutingKey::OrderErpStatus.as_str()).await,
+        "ops publishing on amq.topic",
+    );
+    Ok(())
 }

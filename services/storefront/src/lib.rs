@@ -104,11 +104,18 @@ pub async fn start(
     let mut service = Service::new(settings.service_name.clone(), topology(&settings))
         .migrations(&MIGRATIONS)
         .api(move |pool, auth| {
+            // The order timeline ops assembles across services (orderbus-timeline, ops:read).
+            let mut timeline = orderbus_timeline::standard_sources(&pool, "storefront");
+            timeline.push(http::timeline_source::source(
+                pool.clone(),
+                "storefront".into(),
+            ));
             auth.protect(
                 http::router(pool, body_limit),
                 Policy::read_write(ORDERS_READ, ORDERS_WRITE),
                 &PUBLIC_PATHS,
             )
+            .merge(orderbus_timeline::mount(&auth, "storefront", timeline))
         })
         .config(config);
     if let Some(interval) = settings.sweep_interval {

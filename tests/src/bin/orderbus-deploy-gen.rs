@@ -89,7 +89,44 @@ fn deployed_services() -> Vec<BrokerUser> {
                 &orderbus_fulfilment::Settings::default(),
             )),
         },
+        // The ops service declares its own queues (ops.journal, ops.unrouted), not through a
+        // bus topology: see `ops_queues` and the ops arms of the permissions below.
+        BrokerUser {
+            name: "ops",
+            party: Party::Ops,
+            topology: None,
+        },
     ]
+}
+
+/// The queues of the ops service, as it declares them.
+fn ops_queues() -> Vec<QueueSpec> {
+    orderbus_ops::queues()
+        .into_iter()
+        .filter(|q| q.name != UNROUTED)
+        .map(|q| QueueSpec {
+            name: q.name,
+            arguments: q
+                .arguments
+                .into_iter()
+                .filter_map(|(k, v)| match v {
+                    deadpool_lapin::lapin::types::AMQPValue::LongString(s) => {
+                        Some((k, Arg::Str(s.to_string())))
+                    }
+                    deadpool_lapin::lapin::types::AMQPValue::LongLongInt(i) => {
+                        Some((k, Arg::Int(i)))
+                    }
+                    _ => None,
+                })
+                .collect(),
+            description: q.description,
+        })
+        .collect()
+}
+
+/// Deployed services with a bus topology (their retry tiers and parking queues).
+fn topologies(users: &[BrokerUser]) -> Vec<&Topology> {
+    users.iter().filter_map(|u| u.topology.as_ref()).collect()
 }
 
 /// Deployed services plus the outside systems on the bus.
@@ -275,9 +312,33 @@ fn exact_alternatives<S: AsRef<str>>(items: &[S]) -> String {
 /// message straight into a work queue. The retry tiers dead-letter back through the default
 /// exchange, which the broker does on its own authority. read: its own queues (consuming) and
 /// `amq.topic` (binding needs read on the source exchange).
-fn vhost_permissions(user: &BrokerUser) -> Value {
+fn vhost_permissions(user: &BrokerUser, users: &[BrokerUser]) -> Value {
     let own = format!("{}\\..*", regex_literal(user.name));
     let topic = regex_literal(TOPIC_EXCHANGE);
+    if user.party == Party::Ops {
+        // ops: its own queues; write on every service's retry-tier exchanges (a replay goes
+        // back through the service's own retry path, never amq.topic nor amq.default); read
+        // on amq.topic (the journal's bindings) and every service's parking queue (taken in).
+        let services: Vec<&Topology> = topologies(users);
+        let tiers: Vec<String> = services
+            .iter()
+            .flat_map(|t| t.tier_queues())
+            .map(|q| regex_literal(&q))
+            .collect();
+        let parking: Vec<String> = services
+            .iter()
+            .map(|t| regex_literal(&t.parking_queue()))
+            .collect();
+        let mut write = vec![own.clone()];
+        write.extend(tiers);
+        let mut read = vec![own.clone(), topic];
+        read.extend(parking);
+        return json!({
+            "configure": format!("^{own}$"),
+            "write": format!("^({})$", write.join("|")),
+            "read": format!("^({})$", read.join("|")),
+        });
+    }
     let write = if published_keys(user.party).is_empty() {
         format!("^{own}$")
     } else {
@@ -367,6 +428,15 @@ fn broker(users: &[BrokerUser]) -> Broker {
                 .collect(),
         )],
     };
+    if users.iter().any(|u| u.party == Party::Ops) {
+        for q in ops_queues() {
+            for key in RoutingKey::ALL {
+                b.bindings
+                    .push((TOPIC_EXCHANGE.into(), q.name.clone(), key.as_str().into()));
+            }
+            b.queues.push(q);
+        }
+    }
     for topology in users.iter().filter_map(|u| u.topology.as_ref()) {
         for exchange in topology.exchanges() {
             b.exchanges.push((exchange, "fanout".into()));
@@ -421,7 +491,7 @@ fn definitions(users: &[BrokerUser], b: &Broker) -> Value {
     let permissions: Vec<Value> = users
         .iter()
         .map(|u| {
-            let mut p = vhost_permissions(u);
+            let mut p = vhost_permissions(u, users);
             p["user"] = json!(u.name);
             p["vhost"] = json!(VHOST);
             p
@@ -522,8 +592,16 @@ fn topology_resources(users: &[BrokerUser], b: &Broker) -> Result<Vec<(&'static 
         .bindings
         .iter()
         .map(|(source, queue, key)| {
+            // A queue bound to several keys (ops.journal) gets one object per key.
+            let keys_of_queue = b
+                .bindings
+                .iter()
+                .filter(|(s, q, _)| s == TOPIC_EXCHANGE && q == queue)
+                .count();
             let name = if key.is_empty() || source != TOPIC_EXCHANGE {
                 object_name(&format!("{source}.to.{queue}"))
+            } else if keys_of_queue > 1 {
+                object_name(&format!("{queue}.{key}"))
             } else {
                 object_name(queue)
             };
@@ -559,7 +637,7 @@ fn topology_resources(users: &[BrokerUser], b: &Broker) -> Result<Vec<(&'static 
         access.push(resource(
             "Permission",
             &format!("{}-permission", u.name),
-            json!({"vhost": VHOST, "userReference": {"name": user_object}, "permissions": vhost_permissions(u),
+            json!({"vhost": VHOST, "userReference": {"name": user_object}, "permissions": vhost_permissions(u, users),
                    "rabbitmqClusterReference": cluster_ref()}),
         ));
         access.push(resource(
@@ -652,6 +730,18 @@ fn queue_alerts(users: &[BrokerUser]) -> Value {
             "description": format!("They wait in {UNROUTED}; a consumer's binding is missing or a publisher uses a key nobody consumes."),
         },
     }));
+    if users.iter().any(|u| u.party == Party::Ops) {
+        rules.push(json!({
+            "alert": "OrderbusJournalBehind",
+            "expr": format!("max(rabbitmq_queue_messages{{vhost=\"{VHOST}\",queue=\"ops.journal\"}}) > 10000"),
+            "for": "10m",
+            "labels": {"severity": "warning", "service": "ops"},
+            "annotations": {
+                "summary": "the ops journal is falling behind the bus",
+                "description": "ops.journal drops its oldest messages when full (drop-head, so it never blocks a publisher): the journal and the timelines miss what is dropped.",
+            },
+        }));
+    }
     json!({
         "apiVersion": "monitoring.coreos.com/v1",
         "kind": "PrometheusRule",

@@ -13,6 +13,7 @@ pub mod read_model;
 pub mod returns;
 pub mod split;
 pub mod support;
+pub mod timeline_source;
 pub mod types;
 
 use std::time::Duration;
