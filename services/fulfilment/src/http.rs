@@ -150,12 +150,15 @@ pub fn api_router(app: App, auth: &Auth) -> Router {
         .route("/fulfilment/quotes", post(quote))
         .route("/fulfilment/orders/{order_code}", get(get_order))
         .with_state(app.clone());
+    // Ops' per-order timeline: this service's Frotel calls and bank callbacks (ops:read).
+    let timeline = orderbus_timeline::standard_sources(&app.pool, "fulfilment");
     let ops = Router::new()
         .route("/fulfilment/ops/attention", get(attention))
         .route("/fulfilment/ops/orders/{order_code}/resolve", post(resolve))
         .with_state(app);
     auth.protect(orders, Policy::read_write(ORDERS_READ, ORDERS_WRITE), &[])
         .merge(auth.protect(ops, Policy::read_write(OPS_READ, OPS_REPLAY), &[]))
+        .merge(orderbus_timeline::mount(auth, "fulfilment", timeline))
 }
 
 async fn quote(State(app): State<App>, body: Bytes) -> Result<Json<Value>, ApiError> {

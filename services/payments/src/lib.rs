@@ -233,11 +233,14 @@ pub async fn start(
                 first_sweep_after: s.sweep.after,
                 bank_code: s.bank.bank_code.clone(),
             };
+            // Ops' per-order timeline: this service's Sinopac calls and notifications (ops:read).
+            let timeline = orderbus_timeline::standard_sources(&api.pool, "payments");
             auth.protect(
                 http::router(api),
                 Policy::read_write(ORDERS_READ, PAYMENTS_WRITE),
                 &PUBLIC_PATHS,
             )
+            .merge(orderbus_timeline::mount(&auth, "payments", timeline))
         })
         .config(config);
     if settings.sweep_enabled {

@@ -107,7 +107,11 @@ pub struct Harness {
 pub fn api_key() -> anyhow::Result<(String, AuthSettings)> {
     let minted = orderbus_runtime::auth::mint_key(
         "test",
-        &["orders:read".to_owned(), "payments:write".to_owned()],
+        &[
+            "orders:read".to_owned(),
+            "payments:write".to_owned(),
+            "ops:read".to_owned(),
+        ],
     )?;
     let keys = ApiKeys::parse(&minted.entry)?;
     Ok((minted.key, AuthSettings::keys(keys)))

@@ -136,6 +136,37 @@ async fn backend_url_settles_once_and_publishes_order_payment() -> anyhow::Resul
     Ok(())
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_ops_timeline_shows_the_bank_calls_and_the_notification() -> anyhow::Result<()> {
+    let h = Harness::start_with(1, sim_config(), three_days).await?;
+    let code = h.submit("176.00").await?;
+    let (_, body) = h.choose(code, "atm").await?;
+    assert!(h.bank.sim.pay_now(&Harness::order_no(&body)?));
+    h.wait_payment(code, |p| p["status"] == "paid").await?;
+    let r = h
+        .http
+        .get(format!("{}/timeline/orders/{code}", h.base()))
+        .send()
+        .await?;
+    assert_eq!(r.status().as_u16(), 200);
+    let timeline: serde_json::Value = r.json().await?;
+    assert_eq!(timeline["service"], "payments");
+    let entries = timeline["entries"].as_array().cloned().unwrap_or_default();
+    let summaries: Vec<String> = entries
+        .iter()
+        .map(|e| format!("{} {}", e["kind"], e["summary"]))
+        .collect();
+    assert!(
+        summaries.iter().any(|s| s.contains("partner_call") && s.contains("OrderCreate")),
+        "{summaries:?}"
+    );
+    assert!(
+        summaries.iter().any(|s| s.contains("webhook")),
+        "the BackendURL notification is on the timeline: {summaries:?}"
+    );
+    Ok(())
+}
+
 #[derive(Clone)]
 struct Failing {
     target: String,
