@@ -204,12 +204,16 @@ async fn shopline_report(
     for entry in &report.tracking_list {
         let normalised = normalize_invoice_number(&entry.tracking_no);
         if normalised.is_empty() {
-            return Err(EffectError::bad_request("trackingList[].trackingNo is empty"));
+            return Err(EffectError::bad_request(
+                "trackingList[].trackingNo is empty",
+            ));
         }
         let mut shipments = store::lock_order_shipments(tx, order_code).await?;
         if !shipments.iter().any(|s| s.waybill_normalised == normalised) {
             // SHOPLINE may report a waybill the ERP never sent us: it becomes a shipment.
-            let express_id = shipments.first().map_or(mapping.express_id, |s| s.express_id);
+            let express_id = shipments
+                .first()
+                .map_or(mapping.express_id, |s| s.express_id);
             store::insert_shipment(
                 tx,
                 &NewShipment {
@@ -227,7 +231,10 @@ async fn shopline_report(
             .await?;
             shipments = store::lock_order_shipments(tx, order_code).await?;
         }
-        let Some(shipment) = shipments.iter().find(|s| s.waybill_normalised == normalised) else {
+        let Some(shipment) = shipments
+            .iter()
+            .find(|s| s.waybill_normalised == normalised)
+        else {
             return Err(EffectError::retry(std::io::Error::other(
                 "shipment vanished within its transaction",
             )));
@@ -236,7 +243,9 @@ async fn shopline_report(
         let key = unique_key(&[SHOPLINE, &normalised, entry.tracking_status.trim()]);
         let location = entry.site.clone();
         let details = match &entry.handler {
-            Some(h) if !h.is_empty() => format!("{} ({}, {h})", entry.tracking_status, entry.carrier),
+            Some(h) if !h.is_empty() => {
+                format!("{} ({}, {h})", entry.tracking_status, entry.carrier)
+            }
             _ => format!("{} ({})", entry.tracking_status, entry.carrier),
         };
         events::apply(

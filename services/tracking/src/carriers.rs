@@ -31,7 +31,11 @@ impl FromStr for CarrierTable {
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         let mut table = BTreeMap::new();
-        for entry in text.split([',', ' ', '\n']).map(str::trim).filter(|e| !e.is_empty()) {
+        for entry in text
+            .split([',', ' ', '\n'])
+            .map(str::trim)
+            .filter(|e| !e.is_empty())
+        {
             let (id, code) = entry
                 .split_once('=')
                 .ok_or_else(|| CarrierTableError::Entry(entry.to_owned()))?;
@@ -62,7 +66,9 @@ impl CarrierTable {
 
 impl Default for CarrierTable {
     fn default() -> Self {
-        DEFAULT_TABLE.parse().unwrap_or(CarrierTable(BTreeMap::new()))
+        DEFAULT_TABLE
+            .parse()
+            .unwrap_or(CarrierTable(BTreeMap::new()))
     }
 }
 
@@ -84,11 +90,26 @@ mod tests {
         assert_eq!(t.code(7), Some("123"));
         assert_eq!(t.code(8), None);
         assert_eq!(t.to_string(), "5=05,7=123,23=04");
-        assert!(matches!("23".parse::<CarrierTable>(), Err(CarrierTableError::Entry(_))));
-        assert!(matches!("x=04".parse::<CarrierTable>(), Err(CarrierTableError::ExpressId(_))));
-        assert!(matches!("23=4".parse::<CarrierTable>(), Err(CarrierTableError::Code(_))));
-        assert!(matches!("23=0a".parse::<CarrierTable>(), Err(CarrierTableError::Code(_))));
-        assert!(matches!("1=04,1=05".parse::<CarrierTable>(), Err(CarrierTableError::Duplicate(1))));
+        assert!(matches!(
+            "23".parse::<CarrierTable>(),
+            Err(CarrierTableError::Entry(_))
+        ));
+        assert!(matches!(
+            "x=04".parse::<CarrierTable>(),
+            Err(CarrierTableError::ExpressId(_))
+        ));
+        assert!(matches!(
+            "23=4".parse::<CarrierTable>(),
+            Err(CarrierTableError::Code(_))
+        ));
+        assert!(matches!(
+            "23=0a".parse::<CarrierTable>(),
+            Err(CarrierTableError::Code(_))
+        ));
+        assert!(matches!(
+            "1=04,1=05".parse::<CarrierTable>(),
+            Err(CarrierTableError::Duplicate(1))
+        ));
         assert_eq!(CarrierTable::default().code(23), Some("04"));
     }
 }

@@ -32,13 +32,15 @@ impl MessageHandler<c::ErpOrderStatusUpdate> for OnErpStatus {
         conn: &mut PgConnection,
     ) -> Result<(), HandlerError> {
         match (msg.status, &msg.data) {
-            (c::ErpOrderStatus::Shipped, Some(data)) => {
-                shipped(&self.0, conn, &msg, data, d).await
-            }
+            (c::ErpOrderStatus::Shipped, Some(data)) => shipped(&self.0, conn, &msg, data, d).await,
             (c::ErpOrderStatus::Delivered, _) => {
                 let n = store::erp_delivered(conn, msg.order_code).await?;
                 if n > 0 {
-                    tracing::info!(order_code = msg.order_code, shipments = n, "ERP 700: shipments complete");
+                    tracing::info!(
+                        order_code = msg.order_code,
+                        shipments = n,
+                        "ERP 700: shipments complete"
+                    );
                 }
                 Ok(())
             }
@@ -83,8 +85,12 @@ async fn shipped(
     )
     .await?;
     match inserted {
-        Some(id) => tracing::info!(order_code = msg.order_code, shipment = id, redelivery, waybill = %data.express_number, "shipment recorded"),
-        None => tracing::debug!(order_code = msg.order_code, waybill = %data.express_number, "shipment already known"),
+        Some(id) => {
+            tracing::info!(order_code = msg.order_code, shipment = id, redelivery, waybill = %data.express_number, "shipment recorded")
+        }
+        None => {
+            tracing::debug!(order_code = msg.order_code, waybill = %data.express_number, "shipment already known")
+        }
     }
     Ok(())
 }
@@ -113,7 +119,12 @@ impl MessageHandler<c::ErpChangeOrderCreated> for OnChangeOrder {
         .await?;
         if new {
             let moved = store::mark_redelivery(conn, data.new_order_code).await?;
-            tracing::info!(new_order_code = data.new_order_code, exchange_id = data.exchange_id, shipments_moved = moved, "replacement order learned");
+            tracing::info!(
+                new_order_code = data.new_order_code,
+                exchange_id = data.exchange_id,
+                shipments_moved = moved,
+                "replacement order learned"
+            );
         }
         Ok(())
     }

@@ -50,7 +50,11 @@ fn db_error(e: sqlx::Error) -> Response {
         return orderbus_runtime::unavailable_response();
     }
     tracing::error!(error = %e, "tracking API database error");
-    error(StatusCode::INTERNAL_SERVER_ERROR, "internal", "database error")
+    error(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal",
+        "database error",
+    )
 }
 
 async fn order_shipments(State(api): State<Api>, Path(code): Path<String>) -> Response {

@@ -61,7 +61,7 @@ pub struct Settings {
     /// `testuser` / `testuser`).
     pub sweettracker: ClientConfig,
     /// Our public base URL: callbacks go to `{site_domain}/delivery/tracking_receive?token=…`.
-    pub site_domain: String,
+    pub site_domain: SiteDomain,
     /// The daily registration's cron expression and time zone.
     pub registration_cron: String,
     pub registration_tz: String,
@@ -91,7 +91,7 @@ impl Default for Settings {
         Self {
             service_name: "tracking".into(),
             sweettracker: ClientConfig::dev(),
-            site_domain: "http://127.0.0.1:8082".into(),
+            site_domain: SiteDomain::new("http://127.0.0.1:8082"),
             registration_cron: "0 12 * * *".into(),
             registration_tz: "Asia/Seoul".into(),
             registration_concurrency: 8,
@@ -112,12 +112,31 @@ impl Default for Settings {
     }
 }
 
+/// Our public base URL. Shared and settable after start, so an in-process test can point
+/// SweetTracker at the port the service was given.
+#[derive(Clone, Debug)]
+pub struct SiteDomain(Arc<std::sync::RwLock<String>>);
+
+impl SiteDomain {
+    pub fn new(url: impl Into<String>) -> Self {
+        SiteDomain(Arc::new(std::sync::RwLock::new(url.into())))
+    }
+
+    pub fn set(&self, url: impl Into<String>) {
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = url.into();
+    }
+
+    pub fn get(&self) -> String {
+        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
 /// What handlers, effects and the job share.
 pub struct Shared {
     pub vocabulary: Vocabulary,
     pub carriers: CarrierTable,
     pub channel: String,
-    pub site_domain: String,
+    pub site_domain: SiteDomain,
     pub registration_concurrency: usize,
     pub stale_after: Duration,
     pub shopline: Option<ShoplineKeys>,

@@ -49,7 +49,11 @@ struct Args {
     )]
     sweettracker_key: String,
     /// Our public base URL SweetTracker calls back: {site}/delivery/tracking_receive?token=...
-    #[arg(long, env = "TRACKING_SITE_DOMAIN", default_value = "http://127.0.0.1:8082")]
+    #[arg(
+        long,
+        env = "TRACKING_SITE_DOMAIN",
+        default_value = "http://127.0.0.1:8082"
+    )]
     site_domain: String,
     /// Cron expression of the daily registration (5 fields, or 6 with seconds first).
     #[arg(long, env = "TRACKING_REGISTRATION_CRON", default_value = "0 12 * * *")]
@@ -109,7 +113,9 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
         .find(|c: char| !c.is_ascii_digit())
         .unwrap_or(text.len());
     let (n, unit) = text.split_at(split);
-    let n: u64 = n.parse().map_err(|_| format!("{text:?} is not a duration like 72h"))?;
+    let n: u64 = n
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration like 72h"))?;
     let secs = match unit {
         "" | "s" => n,
         "m" => n * 60,
@@ -136,8 +142,8 @@ fn shopline_keys(args: &Args) -> anyhow::Result<Option<ShoplineKeys>> {
             let our_key = PrivateKey::from_pkcs8_base64(private)
                 .map_err(|e| anyhow::anyhow!("TRACKING_SHOPLINE_PRIVATE_KEY: {e}"))?;
             let mut verifier = VerifierConfig::new(public);
-            verifier.tolerance =
-                (!args.shopline_timestamp_window.is_zero()).then_some(args.shopline_timestamp_window);
+            verifier.tolerance = (!args.shopline_timestamp_window.is_zero())
+                .then_some(args.shopline_timestamp_window);
             Ok(Some(ShoplineKeys { verifier, our_key }))
         }
         _ => anyhow::bail!(
@@ -159,7 +165,9 @@ async fn main() -> anyhow::Result<()> {
     }
     let shopline = shopline_keys(&args)?;
     if shopline.is_none() {
-        tracing::warn!("no SHOPLINE keys configured: POST /webhooks/shopline/logistics is not served");
+        tracing::warn!(
+            "no SHOPLINE keys configured: POST /webhooks/shopline/logistics is not served"
+        );
     }
     let settings = Settings {
         service_name: args.service_name.clone(),
@@ -169,7 +177,7 @@ async fn main() -> anyhow::Result<()> {
             key: args.sweettracker_key.clone(),
             ..ClientConfig::dev()
         },
-        site_domain: args.site_domain.clone(),
+        site_domain: orderbus_tracking::SiteDomain::new(args.site_domain.clone()),
         registration_cron: args.registration_cron.clone(),
         registration_tz: args.registration_tz.clone(),
         registration_concurrency: args.registration_concurrency.max(1),

@@ -130,7 +130,9 @@ impl RegistrationJob {
             .await;
         let (outcome, error) = match result {
             Ok(_) => {
-                tracing::debug!("[Scheduler] DeliveryTracking Request Success: num={num},fid={fid}");
+                tracing::debug!(
+                    "[Scheduler] DeliveryTracking Request Success: num={num},fid={fid}"
+                );
                 m::registration("success", "");
                 (Registered::Success, None)
             }
@@ -139,7 +141,9 @@ impl RegistrationJob {
                 ..
             }) => {
                 // 03: SweetTracker already tracks it, which is what we asked for.
-                tracing::debug!("[Scheduler] DeliveryTracking Request Success: num={num},fid={fid}");
+                tracing::debug!(
+                    "[Scheduler] DeliveryTracking Request Success: num={num},fid={fid}"
+                );
                 m::registration("already_registered", "03");
                 (Registered::AlreadyRegistered, None)
             }
@@ -178,7 +182,7 @@ impl RegistrationJob {
         tx.commit().await?;
         Ok(format!(
             "{}{CALLBACK_PATH}?{TOKEN_PARAM}={}",
-            self.shared.site_domain.trim_end_matches('/'),
+            self.shared.site_domain.get().trim_end_matches('/'),
             token.as_str()
         ))
     }
