@@ -11,3 +11,4 @@ cargo run --release -q -p orderbus-bench -- "$@"
 # The storefront's order.erpstatus consumer with real order rows vs bare consume+ack (issue 4;
 # target/bench/storefront.json). Takes its own flags: see its --help.
 cargo run --release -q -p orderbus-e2e --bin orderbus-storefront-bench
+cargo run --release -q -p orderbus-e2e --bin orderbus-tracking-bench

@@ -87,6 +87,10 @@ struct Args {
     /// Our merchant private key signing the replies (Base64 PKCS#8, or PEM).
     #[arg(long, env = "TRACKING_SHOPLINE_PRIVATE_KEY", hide_env_values = true)]
     shopline_private_key: Option<String>,
+    /// DEVELOPMENT ONLY (`make run`): use SHOPLINE's published test key pair for both sides,
+    /// as the sandbox's SHOPLINE sender does. Never in production.
+    #[arg(long, env = "TRACKING_SHOPLINE_SANDBOX_KEYS", conflicts_with_all = ["shopline_public_key", "shopline_private_key"])]
+    shopline_sandbox_keys: bool,
     /// Accepted |now - pay-api-timestamp| (e.g. 24h); 0 disables the check.
     #[arg(long, env = "TRACKING_SHOPLINE_TIMESTAMP_WINDOW", default_value = "24h", value_parser = parse_duration)]
     shopline_timestamp_window: Duration,
@@ -134,7 +138,17 @@ fn command() -> clap::Command {
 }
 
 fn shopline_keys(args: &Args) -> anyhow::Result<Option<ShoplineKeys>> {
-    match (&args.shopline_public_key, &args.shopline_private_key) {
+    use orderbus_shopline::signing::test_keys;
+    let sandbox = (
+        Some(test_keys::PUBLIC_KEY_SPKI_B64.to_owned()),
+        Some(test_keys::PRIVATE_KEY_PKCS8_B64.to_owned()),
+    );
+    let (public, private) = if args.shopline_sandbox_keys {
+        (&sandbox.0, &sandbox.1)
+    } else {
+        (&args.shopline_public_key, &args.shopline_private_key)
+    };
+    match (public, private) {
         (None, None) => Ok(None),
         (Some(public), Some(private)) => {
             let public = PublicKey::from_spki_base64(public)

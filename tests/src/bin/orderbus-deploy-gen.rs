@@ -67,13 +67,21 @@ struct BrokerUser {
 /// Every service deployed from this repository, with its topology table exactly as the
 /// service builds it at start.
 fn deployed_services() -> Vec<BrokerUser> {
-    vec![BrokerUser {
-        name: "storefront",
-        party: Party::Storefront,
-        topology: Some(orderbus_storefront::topology(
-            &orderbus_storefront::Settings::default(),
-        )),
-    }]
+    vec![
+        BrokerUser {
+            name: "storefront",
+            party: Party::Storefront,
+            topology: Some(orderbus_storefront::topology(
+                &orderbus_storefront::Settings::default(),
+            )),
+        },
+        BrokerUser {
+            name: "tracking",
+            party: Party::Tracking,
+            // The built-in vocabulary always loads (its own tests check it).
+            topology: orderbus_tracking::topology_for(&orderbus_tracking::Settings::default()).ok(),
+        },
+    ]
 }
 
 /// Deployed services plus the outside systems on the bus.

@@ -234,8 +234,8 @@ async fn duplicates_out_of_order_levels_and_scan_errors_never_move_a_shipment_ba
         scan_error: true,
         ..Faults::default()
     });
-    let code = order_code();
-    w.publish_600(code, 7, 23, &waybill()).await?;
+    let (code, num) = (order_code(), waybill());
+    w.publish_600(code, 7, 23, &num).await?;
     w.shipment_where(code, "shipment", |s, _| s == "OS02")
         .await?;
     w.run_slot(seoul_noon(2)?, 1).await?;
@@ -243,6 +243,16 @@ async fn duplicates_out_of_order_levels_and_scan_errors_never_move_a_shipment_ba
         s == "OS03" && st == Some("delivered")
     })
     .await?;
+    let sim = w.sim.clone();
+    let reg = eventually("every callback delivered", || async {
+        sim.registration(&num, "04").filter(|r| r.finished)
+    })
+    .await?;
+    assert!(
+        reg.deliveries.iter().all(|d| d.acknowledged),
+        "{:?}",
+        reg.deliveries
+    );
     let (_, v) = w
         .get(&tracking, &format!("/v1/orders/{code}/shipments"))
         .await?;
