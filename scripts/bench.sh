@@ -21,3 +21,4 @@ cargo run --release -q -p orderbus-e2e --bin orderbus-payments-bench
 cargo run --release -q -p orderbus-e2e --bin orderbus-fulfilment-bench
 # The ops journal ingest vs bare consume+ack and the timeline latency among 1M rows (issue 13).
 cargo run --release -q -p orderbus-e2e --bin orderbus-ops-bench
+cargo run --release -q -p orderbus-e2e --bin orderbus-tracking-bench

@@ -23,7 +23,7 @@ key_dir="${XDG_RUNTIME_DIR:-${CARGO_TARGET_DIR:-target}}/orderbus"
 key_file="$key_dir/api-key"
 api_key=""
 if [ -x "$target/orderbus-storefront" ] && [ -z "${ORDERBUS_API_KEYS:-}${ORDERBUS_API_KEYS_FILE:-}" ]; then
-  minted=$("$target/orderbus-storefront" api-key --client make-run --scopes orders:read,orders:write,payments:write,ops:read,ops:replay,ops:report --shell)
+  minted=$("$target/orderbus-storefront" api-key --client make-run --scopes orders:read,orders:write,payments:write,ops:read,ops:replay,ops:report,tracking:read,tracking:write --shell)
   api_key=$(printf '%s\n' "$minted" | sed -n 's/^ORDERBUS_API_KEY=//p')
   export ORDERBUS_API_KEYS
   ORDERBUS_API_KEYS=$(printf '%s\n' "$minted" | sed -n 's/^ORDERBUS_API_KEYS_ENTRY=//p')
@@ -36,6 +36,12 @@ if [ -n "$api_key" ]; then
   export ORDERBUS_OPS_PEER_API_KEY="$api_key" ORDERBUS_OPS_API_KEY="$api_key"
 fi
 
+# The tracking service registers shipments with the sandbox's SweetTracker every 10 s instead of
+# daily at 12:00 Asia/Seoul, so a shipped order is tracked (and delivered) within a minute.
+export TRACKING_REGISTRATION_CRON="${TRACKING_REGISTRATION_CRON:-*/10 * * * * *}"
+# The sandbox's SweetTracker sends one scan every 2 s (7 scans to delivery).
+export SANDBOX_SWEETTRACKER_STEP_SECS="${SANDBOX_SWEETTRACKER_STEP_SECS:-2}"
+
 started=()
 # name | binary | arguments — started only if the binary was built (the service exists).
 while IFS='|' read -r name bin args; do
@@ -47,19 +53,20 @@ while IFS='|' read -r name bin args; do
     started+=("$name")
   fi
 done <<'SERVICES'
-sandbox|orderbus-sandbox|
+sandbox|orderbus-sandbox|--shopline-target http://127.0.0.1:8082/webhooks/shopline/logistics
 storefront|orderbus-storefront|--create-database
 payments|orderbus-payments|--create-database --sinopac-demo-keys
-erp-sim|orderbus-erp-sim|run --create-database
+erp-sim|orderbus-erp-sim|run --create-database --deliver-delay 10m
 fulfilment|orderbus-fulfilment|--create-database --frotel-api-key sim-api-key --frotel-mirrors http://127.0.0.1:7103/,http://127.0.0.1:7104/,http://127.0.0.1:7105/ --mapping-file services/fulfilment/config/sandbox.toml --tracking-interval-secs 5 --default-shipping-price 60000
 ops|orderbus-ops|--create-database
+tracking|orderbus-tracking|--create-database --sweettracker-url http://127.0.0.1:7101 --shopline-sandbox-keys
 SERVICES
 
 cat <<INFO
 
 orderbus local stack
   storefront API     http://127.0.0.1:8080/orders        (OpenAPI: http://127.0.0.1:8080/openapi.json)
-                     API key (orders:read/write, payments:write, ops:read/replay/report): ${api_key:-(from your ORDERBUS_API_KEYS)}
+                     API key (orders:read/write, payments:write, tracking:read/write, ops:read/replay/report): ${api_key:-(from your ORDERBUS_API_KEYS)}
                        curl -H "Authorization: Bearer \$(cat $key_file)" http://127.0.0.1:8080/orders?uid=8041518
                      health http://127.0.0.1:8080/readyz, metrics http://127.0.0.1:8080/metrics
   RabbitMQ console   http://localhost:15672   (guest / guest) — Queues tab:
@@ -68,7 +75,7 @@ orderbus local stack
                      storefront.retry.*           delay tiers for transient failures
                      erp-sim.order.submit         what the ERP stand-in receives
                      payments.order.submit        orders the payments service will collect
-  PostgreSQL         psql -h 127.0.0.1 -U postgres storefront   (or payments, fulfilment, ops)
+  PostgreSQL         psql -h 127.0.0.1 -U postgres storefront   (or payments, tracking, fulfilment, ops)
   payments API       http://127.0.0.1:8081/payments/{order_code}   (OpenAPI: http://127.0.0.1:8081/openapi.json)
                      Sinopac QPay against the sandbox simulator (public DEMO shop NA0249_001, demo keys).
                      Pay an order: POST /payments/{code} {"method":"card"} (or "atm"), then the simulator
@@ -81,7 +88,8 @@ orderbus local stack
                      health http://127.0.0.1:8081/readyz   database payments   simulator state http://127.0.0.1:7102/__sim/orders
   erp-sim            DEV/TEST STAND-IN for the ERP (not the ERP, never deployed), auto-pay OFF:
                      payments come from the payments service (order.payment); then it walks each
-                     paid order 100 -> 200 -> 600 -> 700 -> blue invoice (~17 s).
+                     paid order 100 -> 200 -> 600 (~10 s); its own 700 only after 10 min,
+                     so delivery comes from SweetTracker's callbacks through the tracking service.
                      health http://127.0.0.1:8099/readyz   database orderbus_erp_sim
                      send any spec message: orderbus-erp-sim publish <routing-key> FILE|-
   fulfilment         Frotel: http://127.0.0.1:8083  quotes POST /fulfilment/quotes, order GET
@@ -89,6 +97,16 @@ orderbus local stack
                      /fulfilment/mirrors; Frotel warehouses 9001 (COD/online), 9002 (Cheetah),
                      9003 (virtual); database fulfilment. Try: scripts/demo-frotel.sh
                      (a COD order and a Frotel bank payment, followed to the end)
+  tracking           http://127.0.0.1:8082   shipments from each 600; registers them with the sandbox's
+                     SweetTracker every 10 s (TRACKING_REGISTRATION_CRON; production: 12:00 Seoul),
+                     whose callbacks (levels 1..6, one per 2 s) come back to
+                     /delivery/tracking_receive?token=... and are published as order.updateExpressInfo;
+                     the storefront then moves the order shipped -> delivered (OS03). Watch it:
+                       curl -H "Authorization: Bearer \$(cat $key_file)" http://127.0.0.1:8082/v1/orders/CODE/shipments
+                       curl http://127.0.0.1:7101/__sim/registrations   (what SweetTracker was asked and sent)
+                     SHOPLINE reports: POST /webhooks/shopline/logistics (sandbox test keys); map a
+                     transaction first: PUT /v1/shopline/transactions/ID {"order_code":..,"uid":..}
+                     database: psql -h 127.0.0.1 -U postgres tracking (trk_shipments, trk_events)
   ops                http://127.0.0.1:8084   journal, timelines, parking replay, monitoring intake
                      (same API key: ops:read, ops:replay, ops:report), database ops
                        $target/orderbus-ops timeline <order_code>     the order's whole story

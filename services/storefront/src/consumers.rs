@@ -29,8 +29,8 @@ use sqlx::PgConnection;
 
 use crate::ids::{ErpExchangeId, ErpReturnId, ExchangeId, OrderCode, ReturnId};
 use crate::machine::{
-    check_payment, ExchangeEvent, OrderEvent, OrderState, Outcome, PaymentShare, Refusal,
-    ReturnEvent,
+    check_payment, ExchangeEvent, MachineState, OrderEvent, OrderState, Outcome, PaymentShare,
+    Refusal, ReturnEvent,
 };
 use crate::metrics as m;
 use crate::store::events::{self, PaymentData, PaymentWrite, RefundAmounts, ShipmentKind};
@@ -717,8 +717,9 @@ async fn on_invoice(
     Ok(())
 }
 
-/// `order.updateExpressInfo`: one carrier tracking event (recorded; status moves with the ERP's
-/// 600/700, because the spec defines no values for `state`).
+/// `order.updateExpressInfo`: one carrier tracking event (recorded, deduplicated per order and
+/// waybill); a new *delivered* event (`state` read through the tracking vocabulary) moves the
+/// order to `delivered` or completes the exchange (see [`carrier_delivered`]).
 pub struct OnExpressInfo;
 
 impl MessageHandler<c::ExpressInfoUpdate> for OnExpressInfo {
@@ -771,5 +772,88 @@ async fn on_express_info(
     let inserted = events::add_tracking_event(conn, order.code(), &tracking).await?;
     let refused = (!inserted).then_some("duplicate");
     events::record_note(conn, &order, &src(d), "tracking_event", refused, detail).await?;
+    if inserted && express_state_is_delivered(msg.state) {
+        carrier_delivered(conn, d, &order, &msg).await?;
+    }
+    Ok(())
+}
+
+/// The MQ spec's `state` read through the tracking vocabulary's `express_info` table (the
+/// built-in one: the tracking service publishes those codes).
+fn express_state_is_delivered(state: i64) -> bool {
+    use orderbus_tracking_vocabulary::{Stage, Vocabulary, EXPRESS_INFO};
+    static VOCABULARY: std::sync::OnceLock<Option<Vocabulary>> = std::sync::OnceLock::new();
+    let vocabulary = VOCABULARY.get_or_init(|| match Vocabulary::builtin() {
+        Ok(v) => Some(v),
+        Err(e) => {
+            tracing::error!(error = %e, "the built-in tracking vocabulary does not load: delivery is left to the ERP's 700");
+            None
+        }
+    });
+    vocabulary
+        .as_ref()
+        .and_then(|v| v.lookup(EXPRESS_INFO, None, &state.to_string()).ok())
+        == Some(Stage::Delivered)
+}
+
+/// Waybills compare without spaces and `-` (the carriers' and SweetTracker's rule).
+fn waybill_key(waybill: &str) -> String {
+    waybill
+        .chars()
+        .filter(|c| !c.is_whitespace() && *c != '-')
+        .collect()
+}
+
+/// A delivered tracking event: for the order's own delivery waybill the order goes
+/// `shipped` → `delivered` (OS03); for an exchange's re-delivery waybill the replacement order
+/// is delivered and the exchange completes (OS31). The ERP's own 700 / 50, before or after,
+/// are then duplicates in the machines. A delivered event for a waybill no 600 has named yet,
+/// while the order is not shipped, is retried (the 600 travels on another queue).
+async fn carrier_delivered(
+    conn: &mut PgConnection,
+    d: &Delivery,
+    order: &OrderHead,
+    msg: &c::ExpressInfoUpdate,
+) -> Result<(), HandlerError> {
+    let wanted = waybill_key(&msg.waybill_code);
+    let waybills = events::order_waybills(conn, order.code()).await?;
+    let detail = json!({
+        "waybill_code": msg.waybill_code,
+        "unique_key": msg.unique_key,
+        "state": msg.state,
+    });
+    let Some((kind, _)) = waybills.iter().find(|(_, n)| waybill_key(n) == wanted) else {
+        if !order.status.is_terminal() && order.status.rank() < OrderState::Shipped.rank() {
+            m::refused_message(&d.routing_key, "waybill_not_shipped_yet");
+            return Err(HandlerError::retry(format!(
+                "delivered event for waybill {} of order {} before the order's 600",
+                msg.waybill_code, order.order_code
+            )));
+        }
+        let why = Some("other_waybill");
+        events::record_note(conn, order, &src(d), "tracking_delivered", why, detail).await?;
+        return Ok(());
+    };
+    let redelivery = kind == ShipmentKind::ExchangeRedelivery.as_str();
+    events::offer_order_event(
+        conn,
+        order,
+        OrderEvent::CarrierDelivered,
+        &src(d),
+        detail.clone(),
+    )
+    .await?;
+    if redelivery {
+        if let Some(x) = orders_lock::lock_exchange_by_replacement(conn, order.code()).await? {
+            events::offer_exchange_event(
+                conn,
+                &x,
+                ExchangeEvent::CarrierRedelivered,
+                &src(d),
+                detail,
+            )
+            .await?;
+        }
+    }
     Ok(())
 }

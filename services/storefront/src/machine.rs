@@ -188,6 +188,10 @@ pub enum OrderEvent {
     ErpShipped,
     /// `order.erpstatus` 700.
     ErpDelivered,
+    /// The tracking service's `order.updateExpressInfo` with the delivered `state` for the
+    /// order's own waybill (SweetTracker level 6, SHOPLINE DELIVERED): OS03. The ERP's 700
+    /// before or after it is a duplicate.
+    CarrierDelivered,
     /// `order.erpstatus` 901.
     ErpCsCancel,
     /// `order.erpstatus` 906.
@@ -208,6 +212,7 @@ impl OrderEvent {
         OrderEvent::ErpStocked,
         OrderEvent::ErpShipped,
         OrderEvent::ErpDelivered,
+        OrderEvent::CarrierDelivered,
         OrderEvent::ErpCsCancel,
         OrderEvent::ErpAutoCancel,
         OrderEvent::ReceiptConfirmed,
@@ -223,6 +228,7 @@ impl OrderEvent {
             OrderEvent::ErpStocked => "erp_200_stocked",
             OrderEvent::ErpShipped => "erp_600_shipped",
             OrderEvent::ErpDelivered => "erp_700_delivered",
+            OrderEvent::CarrierDelivered => "tracking_delivered",
             OrderEvent::ErpCsCancel => "erp_901_cs_cancel",
             OrderEvent::ErpAutoCancel => "erp_906_auto_cancel",
             OrderEvent::ReceiptConfirmed => "storefront_700_receipt_confirmed",
@@ -266,6 +272,8 @@ pub const ORDER_TRANSITIONS: &[(OrderState, OrderEvent, OrderState)] = &[
     (S::Audited, E::ErpDelivered, S::Delivered),
     (S::Stocked, E::ErpDelivered, S::Delivered),
     (S::Shipped, E::ErpDelivered, S::Delivered),
+    // the carrier delivered the order's own waybill (only known once the 600 shipped it)
+    (S::Shipped, E::CarrierDelivered, S::Delivered),
     // the customer confirms receipt once the goods are on their way or arrived
     (S::Shipped, E::ReceiptConfirmed, S::ReceiptConfirmed),
     (S::Delivered, E::ReceiptConfirmed, S::ReceiptConfirmed),
@@ -327,6 +335,7 @@ impl OrderEvent {
             | OrderEvent::ErpStocked
             | OrderEvent::ErpShipped
             | OrderEvent::ErpDelivered
+            | OrderEvent::CarrierDelivered
             | OrderEvent::ReceiptConfirmed => false,
         }
     }
@@ -474,6 +483,9 @@ pub enum ExchangeEvent {
     Erp30GoodsReceived,
     Erp40DoorToDoor,
     Erp50Completed,
+    /// The tracking service reports the replacement order's re-delivery waybill delivered:
+    /// the exchange is complete (OS31); the ERP's 50 before or after it is a duplicate.
+    CarrierRedelivered,
     Erp91Rejected,
     UserCancel,
 }
@@ -484,6 +496,7 @@ impl ExchangeEvent {
         ExchangeEvent::Erp30GoodsReceived,
         ExchangeEvent::Erp40DoorToDoor,
         ExchangeEvent::Erp50Completed,
+        ExchangeEvent::CarrierRedelivered,
         ExchangeEvent::Erp91Rejected,
         ExchangeEvent::UserCancel,
     ];
@@ -505,6 +518,7 @@ impl ExchangeEvent {
             ExchangeEvent::Erp30GoodsReceived => "erp_30_goods_received",
             ExchangeEvent::Erp40DoorToDoor => "erp_40_door_to_door",
             ExchangeEvent::Erp50Completed => "erp_50_completed",
+            ExchangeEvent::CarrierRedelivered => "tracking_redelivered",
             ExchangeEvent::Erp91Rejected => "erp_91_rejected",
             ExchangeEvent::UserCancel => "user_cancel_900",
         }
@@ -525,6 +539,10 @@ pub const EXCHANGE_TRANSITIONS: &[(ExchangeState, ExchangeEvent, ExchangeState)]
     (XS::Approved, XE::Erp50Completed, XS::Completed),
     (XS::GoodsReceived, XE::Erp50Completed, XS::Completed),
     (XS::DoorToDoor, XE::Erp50Completed, XS::Completed),
+    // the replacement reached the customer (the ERP's 30/40 may still be on their way)
+    (XS::Approved, XE::CarrierRedelivered, XS::Completed),
+    (XS::GoodsReceived, XE::CarrierRedelivered, XS::Completed),
+    (XS::DoorToDoor, XE::CarrierRedelivered, XS::Completed),
     (XS::Requested, XE::Erp91Rejected, XS::Rejected),
     (XS::Approved, XE::Erp91Rejected, XS::Rejected),
     // the customer cancels before the goods are back in the warehouse
@@ -805,6 +823,64 @@ mod tests {
                 current: ReturnState::GoodsReceived,
                 why: Refusal::Late
             }
+        );
+    }
+
+    #[test]
+    fn carrier_delivery_and_the_erps_own_codes_absorb_each_other() {
+        // tracking first, the ERP's 700 after: the 700 is a duplicate, and the other way round
+        let d = order_step(OrderState::Shipped, E::CarrierDelivered);
+        assert_eq!(d.state(), OrderState::Delivered);
+        assert_eq!(
+            order_step(d.state(), E::ErpDelivered),
+            Outcome::NotApplied {
+                current: OrderState::Delivered,
+                why: Refusal::Duplicate
+            }
+        );
+        let e = order_step(OrderState::Shipped, E::ErpDelivered);
+        assert_eq!(
+            order_step(e.state(), E::CarrierDelivered),
+            Outcome::NotApplied {
+                current: OrderState::Delivered,
+                why: Refusal::Duplicate
+            }
+        );
+        // before the 600 the waybill is not the order's yet
+        assert!(matches!(
+            order_step(OrderState::Stocked, E::CarrierDelivered),
+            Outcome::NotApplied {
+                why: Refusal::Illegal,
+                ..
+            }
+        ));
+        // exchanges: the replacement's delivery completes it; the ERP's 50 is then a duplicate
+        for from in [
+            ExchangeState::Approved,
+            ExchangeState::GoodsReceived,
+            ExchangeState::DoorToDoor,
+        ] {
+            let c = exchange_step(from, ExchangeEvent::CarrierRedelivered);
+            assert_eq!(c.state(), ExchangeState::Completed);
+            assert_eq!(
+                exchange_step(c.state(), ExchangeEvent::Erp50Completed),
+                Outcome::NotApplied {
+                    current: ExchangeState::Completed,
+                    why: Refusal::Duplicate
+                }
+            );
+        }
+        assert_eq!(
+            exchange_step(ExchangeState::Completed, ExchangeEvent::CarrierRedelivered),
+            Outcome::NotApplied {
+                current: ExchangeState::Completed,
+                why: Refusal::Duplicate
+            }
+        );
+        assert!(
+            !exchange_step(ExchangeState::Cancelled, ExchangeEvent::CarrierRedelivered)
+                .state()
+                .eq(&ExchangeState::Completed)
         );
     }
 

@@ -140,7 +140,7 @@ routing_keys! {
         publishers: [Storefront], subscribers: [Erp, Ops];
     ErpCreateChangeOrder => "erp.createChangeOrder", ErpChangeOrderCreated,
         "ERP created (200) or rejected (500/91) the exchange order (ERP创建换货单).",
-        publishers: [Erp], subscribers: [Storefront, Ops];
+        publishers: [Erp], subscribers: [Storefront, Tracking, Ops];
     OrderUpdateChangeRefundOrderExpressInfo => "order.updateChangeRefundOrderExpressInfo", AfterSaleExpressInfo,
         "Customer's waybill for goods sent back, exchange (type change) or return (type refund) (用户更新换货/退货订单快递信息).",
         publishers: [Storefront], subscribers: [Erp, Ops];

@@ -104,6 +104,17 @@ pub enum EffectError {
     /// A transient failure (database, broker, a dependency): 503, the partner retries.
     #[error("retryable failure: {0}")]
     Retry(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// Understood, but it cannot be applied *yet* (e.g. a report for an order whose mapping is
+    /// still on its way): rolled back and **not stored**, answered with the partner's refusal
+    /// body (`Replies::refused`, e.g. a signed SHOPLINE `FAIL`, HTTP 200) so the partner
+    /// retries under the same key and the retry is evaluated afresh. Logged as `deferred`.
+    #[error("deferred: {code}: {message}")]
+    Deferred {
+        /// Partner-facing code (e.g. `FAIL`).
+        code: String,
+        /// Partner-facing reason.
+        message: String,
+    },
 }
 
 impl EffectError {
@@ -120,6 +131,15 @@ impl EffectError {
         EffectError::BadRequest {
             message: source.to_string(),
             source: Some(Box::new(source)),
+        }
+    }
+
+    /// Not applicable yet: refused without storing, so the partner's retry is applied once it
+    /// can be.
+    pub fn deferred(code: impl Into<String>, message: impl Into<String>) -> Self {
+        EffectError::Deferred {
+            code: code.into(),
+            message: message.into(),
         }
     }
 

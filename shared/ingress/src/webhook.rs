@@ -473,6 +473,19 @@ impl Endpoint {
                 let _ = tx.rollback().await;
                 return Err(unavailable(&source));
             }
+            Err(EffectError::Deferred { code, message }) => {
+                let _ = tx.rollback().await;
+                let reply = self
+                    .webhook
+                    .replies
+                    .refused(&code, &message, ctx)
+                    .map_err(|e| unavailable(&e))?;
+                return Ok(Processed::Fresh {
+                    reply,
+                    order: inbound.verified.order.clone(),
+                    outcome: "deferred",
+                });
+            }
         };
         let replies = &*self.webhook.replies;
         let (reply, outcome) = match &applied.outcome {

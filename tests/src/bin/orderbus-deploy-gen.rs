@@ -76,6 +76,12 @@ fn deployed_services() -> Vec<BrokerUser> {
             )),
         },
         BrokerUser {
+            name: "tracking",
+            party: Party::Tracking,
+            // The built-in vocabulary always loads (its own tests check it).
+            topology: orderbus_tracking::topology_for(&orderbus_tracking::Settings::default()).ok(),
+        },
+        BrokerUser {
             name: "payments",
             party: Party::Payments,
             topology: Some(orderbus_payments::topology(

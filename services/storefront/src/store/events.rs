@@ -267,6 +267,23 @@ pub async fn record_shipment(
     Ok(())
 }
 
+/// The order's waybills as `(kind, express_number)`, from its 600s.
+pub async fn order_waybills(
+    conn: &mut PgConnection,
+    code: OrderCode,
+) -> Result<Vec<(String, String)>, sqlx::Error> {
+    let rows = sqlx::query!(
+        "SELECT kind, express_number FROM shipments WHERE order_code = $1 ORDER BY id",
+        code as OrderCode,
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| (r.kind, r.express_number))
+        .collect())
+}
+
 // ---------------------------------------------------------------------------------------------
 // Exchanges and returns: the ERP's ids and amounts
 // ---------------------------------------------------------------------------------------------

@@ -202,6 +202,25 @@ pub async fn lock_exchange_by_erp_id(
     .transpose()
 }
 
+/// Locks the exchange whose replacement order is `code` (`erp.createChangeOrder`'s
+/// `new_order_code`).
+pub async fn lock_exchange_by_replacement(
+    conn: &mut PgConnection,
+    code: OrderCode,
+) -> Result<Option<ExchangeHead>, sqlx::Error> {
+    sqlx::query_as!(
+        ExchangeRow,
+        r#"SELECT id, order_code, uid, status, erp_exchange_id,
+                  address AS "address: Json<Address>", goods
+           FROM exchange_orders WHERE new_order_code = $1 FOR UPDATE"#,
+        code as OrderCode
+    )
+    .fetch_optional(&mut *conn)
+    .await?
+    .map(ExchangeHead::try_from)
+    .transpose()
+}
+
 /// A return order's columns the consumers and the API need.
 #[derive(Clone, Debug)]
 pub struct ReturnHead {

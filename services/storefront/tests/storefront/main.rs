@@ -10,3 +10,4 @@ mod hostile_input;
 mod http_api;
 mod outage;
 mod sigterm;
+mod tracking;
