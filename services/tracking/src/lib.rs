@@ -224,11 +224,14 @@ pub async fn start(
     .migrations(&orderbus_partner::MIGRATOR)
     .routes(move |pool| callbacks::router(pool, webhook_shared))
     .api(move |pool, auth| {
+        // Ops' per-order timeline: SweetTracker registrations, callbacks and SHOPLINE reports.
+        let timeline = orderbus_timeline::standard_sources(&pool, "tracking");
         auth.protect(
             http::router(pool, api_shared),
             Policy::read_write(TRACKING_READ, TRACKING_WRITE),
             &[],
         )
+        .merge(orderbus_timeline::mount(&auth, "tracking", timeline))
     })
     .config(config);
     if settings.scheduler {

@@ -157,7 +157,9 @@ async fn the_ops_timeline_shows_the_bank_calls_and_the_notification() -> anyhow:
         .map(|e| format!("{} {}", e["kind"], e["summary"]))
         .collect();
     assert!(
-        summaries.iter().any(|s| s.contains("partner_call") && s.contains("OrderCreate")),
+        summaries
+            .iter()
+            .any(|s| s.contains("partner_call") && s.contains("OrderCreate")),
         "{summaries:?}"
     );
     assert!(
