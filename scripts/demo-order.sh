@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Creates one order through the storefront API, pays it by card through the payments service
 # and the Sinopac simulator (the real payment path: no auto-pay), and follows it until the ERP
-# (stand-in) has delivered it. Run while `make run` is up.
+# (stand-in) has shipped it and SweetTracker's simulator, through the tracking service, has
+# delivered it. Run while `make run` is up.
 set -euo pipefail
 api="${STOREFRONT_URL:-http://127.0.0.1:8080}"
 payments="${PAYMENTS_URL:-http://127.0.0.1:8081}"
@@ -70,7 +71,8 @@ echo "  (curl -H 'Authorization: Bearer <key>' $payments/payments/$code shows ho
 echo
 echo "following order $code (curl $api/orders/$code):"
 last=""
-for _ in $(seq 1 60); do
+# Delivery comes from the carrier callbacks (~40 s after payment under make run).
+for _ in $(seq 1 120); do
   status=$(curl -sS -H "$auth" "$api/orders/$code" | sed -n 's/^{[^{]*"status":"\([a-z_]*\)".*/\1/p')
   if [ "$status" != "$last" ]; then
     echo "  $(date +%T)  $status"
@@ -81,3 +83,5 @@ for _ in $(seq 1 60); do
 done
 echo
 echo "full order with its timeline: curl -H 'Authorization: Bearer <key>' $api/orders/$code"
+echo "its story across every service:"
+echo "  ORDERBUS_OPS_API_KEY=\$(cat $key_file) ${CARGO_TARGET_DIR:-target}/debug/orderbus-ops timeline $code"

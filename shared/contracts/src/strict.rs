@@ -309,6 +309,17 @@ mod tests {
     }
 
     #[test]
+    fn empty_keys_keep_their_place_in_the_path() {
+        // Found by the generated test: the object under key "" under key "" is at ".", not at
+        // the root.
+        let err = from_slice::<Value>(br#"{"":{"":{"":null,"":1}}}"#).unwrap_err();
+        assert!(
+            matches!(&err, StrictError::DuplicateKey { path, key } if path == "." && key.is_empty()),
+            "{err:?}"
+        );
+    }
+
+    #[test]
     fn escaped_duplicate_is_still_a_duplicate() {
         let err = from_slice::<Value>(br#"{"a":1,"\u0061":2}"#).unwrap_err();
         assert!(
@@ -484,7 +495,9 @@ mod tests {
                         out.push((path.clone(), route.clone()));
                     }
                     for (i, (k, v)) in members.iter().enumerate() {
-                        let child = if path.is_empty() {
+                        // Structurally at the root, as the parser decides (an empty key's
+                        // path is empty too, so the string cannot tell).
+                        let child = if route.is_empty() {
                             k.clone()
                         } else {
                             format!("{path}.{k}")
