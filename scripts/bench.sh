@@ -21,4 +21,12 @@ cargo run --release -q -p orderbus-e2e --bin orderbus-payments-bench
 cargo run --release -q -p orderbus-e2e --bin orderbus-fulfilment-bench
 # The ops journal ingest vs bare consume+ack and the timeline latency among 1M rows (issue 13).
 cargo run --release -q -p orderbus-e2e --bin orderbus-ops-bench
+# Webhook ingest: SweetTracker callbacks and SHOPLINE reports (RSA verify + dedupe + outbox +
+# signed reply) under Debian's `wrk` load generator, vs a bare axum handler (issue 11;
+# target/bench/tracking.json). wrk is installed from Debian's packages when missing.
+if ! command -v wrk >/dev/null 2>&1; then
+  echo "==> installing wrk (the HTTP load generator) from Debian's packages"
+  if [ "$(id -u)" -eq 0 ]; then as_root=(); else as_root=(sudo); fi
+  "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null
+fi
 cargo run --release -q -p orderbus-e2e --bin orderbus-tracking-bench
