@@ -14,8 +14,8 @@ pub struct IngressConfig {
     /// and the commit (503 past it; the transaction is rolled back, the partner retries).
     pub request_timeout: Duration,
     /// How long a duplicate waits for a concurrent first request with the same key to commit
-    /// before it is answered 409 (retryable). The wait is PostgreSQL's `lock_timeout` on the
-    /// dedupe row.
+    /// before it is answered 409 (retryable). It is the transaction's PostgreSQL `lock_timeout`,
+    /// so it also bounds the effect's own lock waits (503, retryable, past it).
     pub duplicate_wait: Duration,
     /// How many leading body bytes the ingress log keeps (length and SHA-256 cover all of it).
     pub log_body_limit: usize,
@@ -23,7 +23,8 @@ pub struct IngressConfig {
     pub logged_headers: Vec<HeaderName>,
     /// Headers whose value is never stored, even when listed above: replaced by `[redacted]`.
     pub redacted_headers: Vec<HeaderName>,
-    /// Deadline for writing the ingress log row after the reply is known.
+    /// Deadline for writing the log row of a request with nothing to commit (an applied
+    /// request's row commits with its effect).
     pub log_timeout: Duration,
 }
 

@@ -32,7 +32,7 @@ pub(crate) fn is_lock_timeout(e: &sqlx::Error) -> bool {
 /// Outcome of claiming a dedupe key inside the effect's transaction.
 #[derive(Debug)]
 pub(crate) enum Claim {
-    /// This request is the first with the key: apply the effect, then [`store_reply`].
+    /// This request is the first with the key: apply the effect, then [`store_reply_and_log`].
     First,
     /// A committed request had the key: replay its reply.
     Duplicate {
@@ -43,21 +43,23 @@ pub(crate) enum Claim {
     },
 }
 
-/// Claims `(partner, key)`. A concurrent transaction holding the same key makes this wait (up to
-/// `lock_wait`, PostgreSQL's `lock_timeout`) until it commits (→ `Duplicate`) or rolls back
-/// (→ `First`).
+/// The statement that opens a webhook's transaction: `BEGIN` and the transaction's
+/// `lock_timeout` in one round trip. Every lock wait in it (a concurrent duplicate's dedupe row,
+/// the effect's own row locks) gives up after `lock_wait` instead of holding a connection.
+pub(crate) fn begin_statement(lock_wait: Duration) -> sqlx::AssertSqlSafe<String> {
+    let millis = lock_wait.as_millis().max(1);
+    sqlx::AssertSqlSafe(format!("BEGIN; SET LOCAL lock_timeout = '{millis}ms'"))
+}
+
+/// Claims `(partner, key)` in a transaction opened with [`begin_statement`]. A concurrent
+/// transaction holding the same key makes this wait (up to its `lock_timeout`) until it commits
+/// (→ `Duplicate`) or rolls back (→ `First`).
 pub(crate) async fn claim(
     conn: &mut PgConnection,
     partner: &str,
     key: &str,
     trace_id: &str,
-    lock_wait: Duration,
 ) -> Result<Claim, sqlx::Error> {
-    let millis = lock_wait.as_millis().max(1).to_string();
-    sqlx::query("SELECT set_config('lock_timeout', $1, true)")
-        .bind(format!("{millis}ms"))
-        .execute(&mut *conn)
-        .await?;
     let inserted = sqlx::query(
         "INSERT INTO ingress_dedupe (partner, dedupe_key, trace_id) VALUES ($1, $2, $3) \
          ON CONFLICT (partner, dedupe_key) DO NOTHING",
@@ -68,10 +70,6 @@ pub(crate) async fn claim(
     .execute(&mut *conn)
     .await?
     .rows_affected();
-    // Back to the server default for whatever the effect does next.
-    sqlx::query("SELECT set_config('lock_timeout', '0', true)")
-        .execute(&mut *conn)
-        .await?;
     if inserted == 1 {
         return Ok(Claim::First);
     }
@@ -90,29 +88,6 @@ pub(crate) async fn claim(
     let reply = Reply::from_stored(status.unwrap_or(200), &headers, body.unwrap_or_default())
         .map_err(|e| sqlx::Error::Decode(e.into()))?;
     Ok(Claim::Duplicate { reply, order })
-}
-
-/// Stores the first request's reply under its key (same transaction as the claim and effect).
-pub(crate) async fn store_reply(
-    conn: &mut PgConnection,
-    partner: &str,
-    key: &str,
-    reply: &Reply,
-    order: Option<&str>,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "UPDATE ingress_dedupe SET reply_status = $3, reply_headers = $4, reply_body = $5, \
-         order_ref = $6 WHERE partner = $1 AND dedupe_key = $2",
-    )
-    .bind(partner)
-    .bind(key)
-    .bind(i16::try_from(reply.status.as_u16()).unwrap_or(500))
-    .bind(reply.headers_json())
-    .bind(reply.body.as_ref())
-    .bind(order)
-    .execute(conn)
-    .await?;
-    Ok(())
 }
 
 /// One ingress log row.
@@ -137,33 +112,63 @@ pub(crate) struct LogEntry {
     pub(crate) duration: Duration,
 }
 
-/// Writes one log row.
-pub(crate) async fn insert_log(pool: &PgPool, e: &LogEntry) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO ingress_log (partner, route, trace_id, headers, body, body_len, \
-         body_truncated, body_sha256, verification, verification_detail, dedupe, dedupe_key, \
-         outcome, status, error, order_ref, duration_ms) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
-    )
-    .bind(&e.partner)
-    .bind(&e.route)
-    .bind(&e.trace_id)
-    .bind(&e.headers)
-    .bind(&e.body_head)
-    .bind(i64::try_from(e.body_len).unwrap_or(i64::MAX))
-    .bind(e.body_truncated)
-    .bind(&e.body_sha256)
-    .bind(e.verification)
-    .bind(&e.verification_detail)
-    .bind(e.dedupe)
-    .bind(&e.dedupe_key)
-    .bind(e.outcome)
-    .bind(i16::try_from(e.status).unwrap_or(i16::MAX))
-    .bind(&e.error)
-    .bind(&e.order)
-    .bind(e.duration.as_secs_f64() * 1000.0)
-    .execute(pool)
-    .await?;
+/// The log row's columns, `$1` to `$17` in this order (see [`bind_log`]).
+const LOG_INSERT: &str = "INSERT INTO ingress_log (partner, route, trace_id, headers, body, \
+     body_len, body_truncated, body_sha256, verification, verification_detail, dedupe, \
+     dedupe_key, outcome, status, error, order_ref, duration_ms) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)";
+
+type PgQuery<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
+
+fn bind_log<'q>(query: PgQuery<'q>, e: &'q LogEntry) -> PgQuery<'q> {
+    query
+        .bind(&e.partner)
+        .bind(&e.route)
+        .bind(&e.trace_id)
+        .bind(&e.headers)
+        .bind(&e.body_head)
+        .bind(i64::try_from(e.body_len).unwrap_or(i64::MAX))
+        .bind(e.body_truncated)
+        .bind(&e.body_sha256)
+        .bind(e.verification)
+        .bind(&e.verification_detail)
+        .bind(e.dedupe)
+        .bind(&e.dedupe_key)
+        .bind(e.outcome)
+        .bind(i16::try_from(e.status).unwrap_or(i16::MAX))
+        .bind(&e.error)
+        .bind(&e.order)
+        .bind(e.duration.as_secs_f64() * 1000.0)
+}
+
+/// Writes the log row of a request that has nothing to commit (refused, replayed, failed).
+pub(crate) async fn insert_log(conn: &mut PgConnection, e: &LogEntry) -> Result<(), sqlx::Error> {
+    bind_log(sqlx::query(LOG_INSERT), e).execute(conn).await?;
+    Ok(())
+}
+
+/// Stores the first request's reply under its dedupe key and writes its log row, in one
+/// statement of the effect's transaction (the caller commits).
+pub(crate) async fn store_reply_and_log(
+    conn: &mut PgConnection,
+    reply: &Reply,
+    e: &LogEntry,
+) -> Result<(), sqlx::Error> {
+    if e.dedupe_key.is_none() {
+        return Err(sqlx::Error::Protocol(
+            "a stored reply needs its dedupe key".into(),
+        ));
+    }
+    let sql = sqlx::AssertSqlSafe(format!(
+        "WITH stored AS (UPDATE ingress_dedupe SET reply_status = $18, reply_headers = $19, \
+         reply_body = $20, order_ref = $16 WHERE partner = $1 AND dedupe_key = $12) {LOG_INSERT}"
+    ));
+    bind_log(sqlx::query(sql), e)
+        .bind(i16::try_from(reply.status.as_u16()).unwrap_or(500))
+        .bind(reply.headers_json())
+        .bind(reply.body.as_ref())
+        .execute(conn)
+        .await?;
     Ok(())
 }
 

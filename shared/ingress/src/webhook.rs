@@ -1,5 +1,9 @@
 //! The webhook pipeline: read the raw body under a limit → verify → claim the dedupe key in a
-//! transaction → run the effect in it → store the reply → commit → log → reply.
+//! transaction → run the effect in it → store the reply → log → commit → reply.
+//!
+//! The log row of a request whose effect commits is written in the effect's transaction: one
+//! commit (one WAL flush) per request, and a committed effect always has its log row. Requests
+//! refused before or during the effect are logged on their own afterwards.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -15,7 +19,7 @@ use bytes::Bytes;
 use orderbus_bus::trace::{in_context, TRACEPARENT};
 use orderbus_bus::TraceContext;
 use sha2::{Digest, Sha256};
-use sqlx::PgPool;
+use sqlx::{PgPool, Postgres, Transaction};
 use tracing::Instrument;
 
 use crate::body::{read_limited, BodyError};
@@ -178,6 +182,9 @@ struct BodySeen {
 /// The end state of a request, before it becomes a response and a log row.
 struct Finished {
     reply: Reply,
+    /// The effect's transaction, still open: the reply and the log row go into it, then it
+    /// commits.
+    pending: Option<Transaction<'static, Postgres>>,
     verification: Verdict,
     verification_detail: Option<String>,
     dedupe: Option<&'static str>,
@@ -215,6 +222,8 @@ enum Processed {
         reply: Reply,
         order: Option<String>,
         outcome: &'static str,
+        /// Uncommitted (`None` when nothing is left to commit, e.g. a deferred effect).
+        tx: Option<Transaction<'static, Postgres>>,
     },
     Replayed {
         reply: Reply,
@@ -390,8 +399,10 @@ impl Endpoint {
                 reply,
                 order,
                 outcome,
+                tx,
             }) => Finished {
                 reply,
+                pending: tx,
                 verification: verdict,
                 verification_detail: None,
                 dedupe: Some("first"),
@@ -402,6 +413,7 @@ impl Endpoint {
             },
             Ok(Processed::Replayed { reply, order }) => Finished {
                 reply,
+                pending: None,
                 verification: verdict,
                 verification_detail: None,
                 dedupe: Some("duplicate"),
@@ -421,7 +433,7 @@ impl Endpoint {
         }
     }
 
-    /// Claim → effect → reply → store → commit, all in one transaction.
+    /// Claim → effect → reply, in one transaction left open for the reply and the log row.
     async fn apply(&self, inbound: &Inbound, ctx: &ReplyContext) -> Result<Processed, Refusal> {
         let unavailable = |e: &dyn std::fmt::Display| {
             Refusal::internal(
@@ -431,16 +443,12 @@ impl Endpoint {
             )
         };
         let partner = &self.webhook.partner;
-        let mut tx = self.pool.begin().await.map_err(|e| unavailable(&e))?;
-        match store::claim(
-            &mut tx,
-            partner,
-            &inbound.dedupe_key,
-            ctx.trace_id.as_str(),
-            self.config.duplicate_wait,
-        )
-        .await
-        {
+        let mut tx = self
+            .pool
+            .begin_with(store::begin_statement(self.config.duplicate_wait))
+            .await
+            .map_err(|e| unavailable(&e))?;
+        match store::claim(&mut tx, partner, &inbound.dedupe_key, ctx.trace_id.as_str()).await {
             Ok(Claim::First) => {}
             Ok(Claim::Duplicate { reply, order }) => {
                 let _ = tx.rollback().await;
@@ -484,6 +492,7 @@ impl Endpoint {
                     reply,
                     order: inbound.verified.order.clone(),
                     outcome: "deferred",
+                    tx: None,
                 });
             }
         };
@@ -494,20 +503,11 @@ impl Endpoint {
         };
         let reply = reply.map_err(|e| unavailable(&e))?;
         let order = applied.order.or_else(|| inbound.verified.order.clone());
-        store::store_reply(
-            &mut tx,
-            partner,
-            &inbound.dedupe_key,
-            &reply,
-            order.as_deref(),
-        )
-        .await
-        .map_err(|e| unavailable(&e))?;
-        tx.commit().await.map_err(|e| unavailable(&e))?;
         Ok(Processed::Fresh {
             reply,
             order,
             outcome,
+            tx: Some(tx),
         })
     }
 
@@ -526,16 +526,10 @@ impl Endpoint {
         serde_json::Value::Array(out)
     }
 
-    async fn finish(&self, finished: Finished, body: BodySeen, scope: &Scope) -> Response {
+    async fn finish(&self, mut finished: Finished, body: BodySeen, scope: &Scope) -> Response {
         let took = scope.started.elapsed();
-        let status = finished.reply.status.as_u16();
-        let span = tracing::Span::current();
-        span.record("verification", finished.verification.as_str());
-        span.record("dedupe", finished.dedupe.unwrap_or("none"));
-        span.record("outcome", finished.outcome);
-        span.record("status", status);
         let head_len = body.head.len().min(self.config.log_body_limit);
-        let entry = LogEntry {
+        let mut entry = LogEntry {
             partner: self.webhook.partner.clone(),
             route: self.webhook.path.clone(),
             trace_id: scope.ctx.trace_id.clone(),
@@ -547,29 +541,51 @@ impl Endpoint {
                 .complete
                 .then(|| hex::encode(Sha256::digest(&body.head))),
             verification: finished.verification.as_str(),
-            verification_detail: finished.verification_detail,
+            verification_detail: finished.verification_detail.take(),
             dedupe: finished.dedupe,
-            dedupe_key: finished.dedupe_key,
+            dedupe_key: finished.dedupe_key.take(),
             outcome: finished.outcome,
-            status,
-            error: finished.error,
-            order: finished.order,
+            status: finished.reply.status.as_u16(),
+            error: finished.error.take(),
+            order: finished.order.take(),
             duration: took,
         };
-        match tokio::time::timeout(
-            self.config.log_timeout,
-            store::insert_log(&self.pool, &entry),
-        )
-        .await
-        {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::warn!(error = %e, "ingress log row not written"),
-            Err(_) => tracing::warn!("ingress log row not written: timed out"),
+        let committed = match finished.pending.take() {
+            Some(tx) => Some(commit_with_log(tx, &finished.reply, &entry).await),
+            None => None,
+        };
+        if let Some(Err(e)) = &committed {
+            // Nothing of the effect happened: the partner gets a retryable refusal instead.
+            let refusal = Refusal::internal(
+                RejectionKind::Unavailable,
+                "temporarily unavailable; retry",
+                e,
+            );
+            let failed = refusal_finished(
+                &scope.ctx,
+                &*self.webhook.replies,
+                refusal,
+                finished.verification,
+                finished.dedupe,
+            );
+            entry.outcome = failed.outcome;
+            entry.status = failed.reply.status.as_u16();
+            entry.error = failed.error;
+            finished.reply = failed.reply;
         }
+        if !matches!(committed, Some(Ok(()))) {
+            self.insert_log_alone(&entry).await;
+        }
+        let status = entry.status;
+        let span = tracing::Span::current();
+        span.record("verification", entry.verification);
+        span.record("dedupe", entry.dedupe.unwrap_or("none"));
+        span.record("outcome", entry.outcome);
+        span.record("status", status);
         crate::metrics::record(
             &self.webhook.partner,
-            finished.verification.as_str(),
-            finished.outcome,
+            entry.verification,
+            entry.outcome,
             took,
         );
         if status >= 500 {
@@ -583,6 +599,30 @@ impl Endpoint {
         }
         finished.reply.into_response()
     }
+
+    /// The log row of a request with nothing to commit (refused, replayed, failed): on its own,
+    /// bounded in time, and a failure is only a warning (the reply is already decided).
+    async fn insert_log_alone(&self, entry: &LogEntry) {
+        let write = async {
+            let mut conn = self.pool.acquire().await?;
+            store::insert_log(&mut conn, entry).await
+        };
+        match tokio::time::timeout(self.config.log_timeout, write).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "ingress log row not written"),
+            Err(_) => tracing::warn!("ingress log row not written: timed out"),
+        }
+    }
+}
+
+/// Stores the reply and the log row in the effect's transaction and commits all three.
+async fn commit_with_log(
+    mut tx: Transaction<'static, Postgres>,
+    reply: &Reply,
+    entry: &LogEntry,
+) -> Result<(), sqlx::Error> {
+    store::store_reply_and_log(&mut tx, reply, entry).await?;
+    tx.commit().await
 }
 
 /// A refusal turned into its reply (through the partner's builder, falling back to a generic
@@ -615,6 +655,7 @@ fn refusal_finished(
     };
     Finished {
         reply,
+        pending: None,
         verification,
         verification_detail: None,
         dedupe,

@@ -181,3 +181,90 @@ async fn retention_prunes_old_rows_in_batches() -> anyhow::Result<()> {
     assert_eq!(prune_dedupe(app.db.pool(), month, 2).await?, 5);
     Ok(())
 }
+
+/// The reply, the log row and the effect commit together: when the commit itself fails (here a
+/// deferred constraint the effect's row violates), the partner gets a retryable 503, nothing of
+/// the effect or its dedupe claim remains, and the log row (written on its own) says so. The
+/// partner's retry then applies it once.
+#[tokio::test]
+async fn a_failed_commit_leaves_no_effect_and_is_logged_as_failed() -> anyhow::Result<()> {
+    let app = hmac_app(IngressConfig::default()).await?;
+    sqlx::raw_sql(
+        "CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+           IF NEW.order_ref = 'OB-POISON' THEN RAISE EXCEPTION 'poisoned at commit'; END IF; \
+           RETURN NULL; END $$; \
+         CREATE CONSTRAINT TRIGGER refuse_poison AFTER INSERT ON test_effects \
+           DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION refuse_poison();",
+    )
+    .execute(app.db.pool())
+    .await?;
+    let body = br#"{"order":"OB-POISON"}"#;
+    let resp = post_signed(&app, body, Some("evt-poison")).await?;
+    assert_eq!(resp.status().as_u16(), 503);
+    assert!(resp.headers().contains_key("retry-after"));
+    assert_eq!(app.effects().await?, 0);
+    assert_eq!(app.outbox_rows().await?, 0);
+    let claims: i64 = sqlx::query_scalar("SELECT count(*) FROM ingress_dedupe")
+        .fetch_one(app.db.pool())
+        .await?;
+    assert_eq!(claims, 0, "the dedupe claim rolled back with the effect");
+    let (outcome, status, error): (String, i16, Option<String>) =
+        sqlx::query_as("SELECT outcome, status, error FROM ingress_log")
+            .fetch_one(app.db.pool())
+            .await?;
+    assert_eq!((outcome.as_str(), status), ("failed", 503));
+    assert!(
+        error
+            .as_deref()
+            .is_some_and(|e| e.contains("poisoned at commit")),
+        "error: {error:?}"
+    );
+
+    sqlx::raw_sql("DROP TRIGGER refuse_poison ON test_effects")
+        .execute(app.db.pool())
+        .await?;
+    let retry = post_signed(&app, body, Some("evt-poison")).await?;
+    assert_eq!(retry.status().as_u16(), 200);
+    assert_eq!(app.effects().await?, 1);
+    assert_eq!(app.log_rows().await?, 2);
+    Ok(())
+}
+
+/// A lock wait inside the webhook's transaction (the effect's own row locks, not only a
+/// duplicate's dedupe row) gives up after `duplicate_wait`: the partner gets a retryable 503
+/// instead of the request holding its connection until the overall deadline.
+#[tokio::test]
+async fn a_lock_wait_in_the_effect_is_bounded_by_the_duplicate_wait() -> anyhow::Result<()> {
+    let config = IngressConfig {
+        duplicate_wait: Duration::from_millis(300),
+        ..IngressConfig::default()
+    };
+    let app = hmac_app(config).await?;
+    sqlx::raw_sql("CREATE UNIQUE INDEX test_effects_one_per_order ON test_effects (order_ref)")
+        .execute(app.db.pool())
+        .await?;
+    // Another transaction inserted the same order and has not committed: the effect's insert
+    // waits on its unique-index entry.
+    let mut holder = app.db.pool().begin().await?;
+    sqlx::query(
+        "INSERT INTO test_effects (order_ref, dedupe_key, trace_id) VALUES ('OB-HELD', 'x', 'x')",
+    )
+    .execute(&mut *holder)
+    .await?;
+    let resp = post_signed(&app, br#"{"order":"OB-HELD"}"#, Some("evt-held")).await?;
+    assert_eq!(resp.status().as_u16(), 503);
+    assert!(resp.headers().contains_key("retry-after"));
+    // PostgreSQL's lock_timeout ended the wait, not the request deadline.
+    let error: Option<String> = sqlx::query_scalar("SELECT error FROM ingress_log")
+        .fetch_one(app.db.pool())
+        .await?;
+    assert!(
+        error.as_deref().is_some_and(|e| e.contains("lock timeout")),
+        "error: {error:?}"
+    );
+    holder.rollback().await?;
+    let retry = post_signed(&app, br#"{"order":"OB-HELD"}"#, Some("evt-held")).await?;
+    assert_eq!(retry.status().as_u16(), 200);
+    assert_eq!(app.effects().await?, 1);
+    Ok(())
+}
