@@ -37,7 +37,7 @@
 //!
 //! Constant time: the scheme is asymmetric, so no shared secret is ever compared by this crate;
 //! the only comparison of secret-derived bytes is the PKCS#1 v1.5 encoded-message check inside
-//! the `rsa` crate, which uses `subtle` constant-time equality.
+//! OpenSSL's RSA verification, which is constant-time.
 
 pub mod signing;
 #[cfg(feature = "sim")]
