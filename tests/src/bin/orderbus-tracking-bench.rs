@@ -268,11 +268,17 @@ async fn main() -> anyhow::Result<()> {
         .await?;
         targets.push((token.as_str().to_owned(), order, num));
     }
-    // Pre-signed SHOPLINE reports: 6 statuses per waybill, each report its own key.
-    sqlx::query("INSERT INTO trk_shopline_transactions (channel_order_transaction_id, order_code, uid, express_id) VALUES ('bench-tx', $1, 1, 23)")
-        .bind(first)
-        .execute(db.pool())
-        .await?;
+    // Pre-signed SHOPLINE reports: 6 statuses per waybill, each report its own key, the waybills
+    // spread over the shipments' orders (one transaction mapping per order), as a shop's
+    // reports are: one order's reports serialise on its shipment rows, different orders don't.
+    sqlx::query(
+        "INSERT INTO trk_shopline_transactions (channel_order_transaction_id, order_code, uid, express_id) \
+         SELECT 'bench-tx-' || k, $1 + k, 1, 23 FROM generate_series(0, $2 - 1) AS k",
+    )
+    .bind(first)
+    .bind(args.shipments)
+    .execute(db.pool())
+    .await?;
     let statuses = [
         "CREATED",
         "SHIPPED",
@@ -283,10 +289,13 @@ async fn main() -> anyhow::Result<()> {
     ];
     let mut reports = Vec::with_capacity(args.reports);
     for n in 0..args.reports {
-        let body = json!({ "channelOrderTransactionId": "bench-tx", "trackingList": [{
-            "trackingNo": format!("SL{}", n / statuses.len()), "site": "https://tracker.example/",
+        let waybill = n / statuses.len();
+        let order = waybill as i64 % args.shipments.max(1);
+        let body =
+            json!({ "channelOrderTransactionId": format!("bench-tx-{order}"), "trackingList": [{
+            "trackingNo": format!("SL{waybill}"), "site": "https://tracker.example/",
             "trackingStatus": statuses[n % statuses.len()], "carrier": "CJ" }] })
-        .to_string();
+            .to_string();
         let sig = private.sign_body(body.as_bytes())?;
         reports.push((format!("bench-{n}-{}", unique_suffix()), sig, body));
     }
