@@ -6,7 +6,7 @@ SHELL := /bin/bash
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/orderbus/target
 CARGO ?= cargo
 
-.PHONY: help run test services build schemas schemas-check lint fmt fmt-check clippy unit bench sqlx-tool sqlx-prepare sqlx-check
+.PHONY: help run test services build schemas schemas-check lint fmt fmt-check clippy unit bench soak sqlx-tool sqlx-prepare sqlx-check
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -49,6 +49,12 @@ fmt-check:
 
 bench: services ## throughput/latency ratios against bare lapin baselines (not a test)
 	@scripts/bench.sh
+
+# R18 (not in `make test`): 30 minutes by default; e.g. `make soak SOAK_ARGS="--minutes 3
+# --reset-every-secs 60"`, and `SOAK_ARGS=--help` for every knob.
+SOAK_ARGS ?=
+soak: services ## R18 soak: the delivery chain at half its max for 30 min, a connection reset every 5 min (own broker node; not a test)
+	$(CARGO) run --release -q -p orderbus-bench --bin orderbus-soak -- $(SOAK_ARGS)
 
 # The sqlx query macros are checked at compile time against `.sqlx/` (committed offline metadata),
 # so builds need no database. After changing a query or a migration, regenerate it.

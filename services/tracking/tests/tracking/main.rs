@@ -6,3 +6,4 @@ mod common;
 mod delivery;
 mod registration;
 mod shopline;
+mod sigterm;
