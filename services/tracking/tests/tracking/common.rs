@@ -18,6 +18,9 @@ use serde_json::{json, Value};
 
 pub const WAIT: Duration = Duration::from_secs(60);
 
+
+/// Short retry tiers, so that retried deliveries come back within a test.
+const TEST_RETRY_TIERS: [Duration; 2] = [Duration::from_millis(200), Duration::from_millis(400)];
 /// Every log line of the test process (the seed's lines are asserted on verbatim).
 static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
 
@@ -190,8 +193,11 @@ impl World {
         let http = reqwest::Client::builder()
             .default_headers(headers)
             .build()?;
+        // The cleanup must name the same retry tiers as the replicas (see `settings`), or their
+        // retry queues and exchanges stay on the shared broker.
         let settings = Settings {
             service_name: service_name.clone(),
+            retry_tiers: TEST_RETRY_TIERS.to_vec(),
             ..Settings::default()
         };
         let cleanup = Cleanup(vec![topology_for(&settings)?]);
@@ -217,7 +223,7 @@ impl World {
             site_domain: SiteDomain::new("http://127.0.0.1:9"),
             clock: Arc::new(self.clock.clone()),
             replica: replica.to_owned(),
-            retry_tiers: vec![Duration::from_millis(200), Duration::from_millis(400)],
+            retry_tiers: TEST_RETRY_TIERS.to_vec(),
             stale_after: Duration::from_secs(12 * 3600),
             ..Settings::default()
         };
