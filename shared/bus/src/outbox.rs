@@ -203,6 +203,28 @@ pub(crate) async fn delete_sent_before(pool: &PgPool, age: Duration) -> Result<u
     Ok(r.rows_affected())
 }
 
+/// Announces that `relay` is about to wait for a NOTIFY: until [`withdraw_waiting`], commits
+/// that write outbox rows notify (see migration `900000000003`). Renewing refreshes `since`.
+pub(crate) async fn announce_waiting(pool: &PgPool, relay: &str) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO orderbus_relay_waiting (relay) VALUES ($1) \
+         ON CONFLICT (relay) DO UPDATE SET since = clock_timestamp()",
+    )
+    .bind(relay)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// `relay` is awake again: producers stop notifying unless another relay waits.
+pub(crate) async fn withdraw_waiting(pool: &PgPool, relay: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM orderbus_relay_waiting WHERE relay = $1")
+        .bind(relay)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
 /// (pending rows, age in seconds of the oldest pending row).
 pub async fn outbox_lag(pool: &PgPool, timeout: Duration) -> Result<(i64, f64), BusError> {
     let row = tokio::time::timeout(

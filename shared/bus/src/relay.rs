@@ -29,8 +29,19 @@ pub struct RelayConfig {
     /// locks after it (a crashed relay's locks go with its session at once). Keep it above
     /// `publish_timeout`: a batch waits for its confirms inside the transaction.
     pub lease: Duration,
-    /// Periodic sweep for what LISTEN/NOTIFY missed (and for retries that became due).
+    /// Periodic sweep for what LISTEN/NOTIFY missed (and for retries that became due). Keep it
+    /// well under a minute: a waiting relay's announcement is renewed at each sweep and counts
+    /// for a minute.
     pub sweep_interval: Duration,
+    /// After announcing that it waits, the relay looks for due rows once more after this long
+    /// before it sleeps: a producer that checked for a waiting relay just before the
+    /// announcement has committed by then (a commit's WAL flush is far shorter).
+    pub idle_recheck: Duration,
+    /// For this long after it last found rows the relay polls every `linger_poll` instead of
+    /// announcing that it waits: under steady traffic it never announces, so producers commit
+    /// without a NOTIFY (and without PostgreSQL's global notify lock).
+    pub linger: Duration,
+    pub linger_poll: Duration,
     /// Timeout of each publish and each confirm.
     pub publish_timeout: Duration,
     /// Timeout of each DB statement issued by the relay.
@@ -62,6 +73,9 @@ impl Default for RelayConfig {
             max_in_flight_batches: 3,
             lease: Duration::from_secs(30),
             sweep_interval: Duration::from_secs(1),
+            idle_recheck: Duration::from_millis(20),
+            linger: Duration::from_secs(1),
+            linger_poll: Duration::from_millis(5),
             publish_timeout: Duration::from_secs(10),
             db_timeout: Duration::from_secs(10),
             max_row_backoff: Duration::from_secs(60),
@@ -72,6 +86,9 @@ impl Default for RelayConfig {
         }
     }
 }
+
+/// How often the relay refreshes its outbox lag gauges.
+const LAG_REPORT_EVERY: Duration = Duration::from_secs(1);
 
 /// Publishes pending outbox rows with mandatory + confirms; safe with several replicas.
 pub struct Relay {
@@ -187,10 +204,18 @@ impl Relay {
             }
             self.health.set(&self.health_key(), true);
             let mut last_retention = tokio::time::Instant::now();
+            let mut last_lag_report: Option<tokio::time::Instant> = None;
+            let mut last_found = tokio::time::Instant::now();
             loop {
-                // Drain everything that is due, then wait for a NOTIFY or the sweep tick.
-                self.drain(&publishers, shutdown, backoff).await?;
-                self.report_lag().await;
+                // Drain everything that is due, then poll (lingering after traffic) or wait for
+                // a NOTIFY or the sweep tick.
+                if self.drain(&publishers, shutdown, backoff).await? {
+                    last_found = tokio::time::Instant::now();
+                }
+                if last_lag_report.is_none_or(|t| t.elapsed() >= LAG_REPORT_EVERY) {
+                    last_lag_report = Some(tokio::time::Instant::now());
+                    self.report_lag().await;
+                }
                 if last_retention.elapsed() > Duration::from_secs(60) {
                     last_retention = tokio::time::Instant::now();
                     if let Err(e) = self.delete_sent_before(self.config.retention).await {
@@ -215,6 +240,29 @@ impl Relay {
                 if listener.is_none() {
                     *listener = self.listen().await;
                 }
+                let lingering = last_found.elapsed() < self.config.linger;
+                if lingering {
+                    tokio::select! {
+                        _ = shutdown.cancelled() => {}
+                        _ = tokio::time::sleep(self.config.linger_poll) => {}
+                    }
+                    if !conn.status().connected() {
+                        return Err(BusError::ConnectionClosed { role: "relay" });
+                    }
+                    continue;
+                }
+                // Producers notify only while a relay is announced as waiting (a NOTIFY costs
+                // every committing producer a global lock): announce, look once more, sleep.
+                let announced = listener.is_some() && self.announce_waiting().await;
+                if announced {
+                    tokio::select! {
+                        _ = shutdown.cancelled() => {}
+                        _ = tokio::time::sleep(self.config.idle_recheck) => {}
+                    }
+                    if self.drain(&publishers, shutdown, backoff).await? {
+                        last_found = tokio::time::Instant::now();
+                    }
+                }
                 let notified = async {
                     match listener.as_mut() {
                         Some(l) => {
@@ -231,6 +279,9 @@ impl Relay {
                     _ = shutdown.cancelled() => {}
                     _ = notified => {}
                     _ = tokio::time::sleep(self.config.sweep_interval) => {}
+                }
+                if announced {
+                    self.withdraw_waiting().await;
                 }
                 if !conn.status().connected() {
                     return Err(BusError::ConnectionClosed { role: "relay" });
@@ -267,8 +318,9 @@ impl Relay {
         publishers: &[Publisher],
         shutdown: &CancellationToken,
         backoff: &mut Backoff,
-    ) -> Result<(), BusError> {
+    ) -> Result<bool, BusError> {
         let mut idle: Vec<&Publisher> = publishers.iter().collect();
+        let mut found = false;
         let mut in_flight = FuturesUnordered::new();
         let mut more = true;
         let mut first_err: Option<BusError> = None;
@@ -301,6 +353,7 @@ impl Relay {
                     };
                     match started {
                         Ok(Some(batch)) => {
+                            found = true;
                             more = released || batch.rows.len() >= self.config.batch_size as usize;
                             in_flight
                                 .push(async move { (self.finish_batch(batch).await, publisher) });
@@ -336,7 +389,7 @@ impl Relay {
         }
         match first_err {
             Some(e) => Err(e),
-            None => Ok(()),
+            None => Ok(found),
         }
     }
 
@@ -475,6 +528,31 @@ impl Relay {
     /// Deletes sent rows older than `age`; returns how many.
     pub async fn delete_sent_before(&self, age: Duration) -> Result<u64, BusError> {
         self.db(outbox::delete_sent_before(&self.pool, age)).await
+    }
+
+    /// True when the announcement is in place (a failure only means producers do not notify
+    /// this relay: the sweep still finds their rows).
+    async fn announce_waiting(&self) -> bool {
+        match self
+            .db(outbox::announce_waiting(&self.pool, &self.relay_id))
+            .await
+        {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::debug!(error = %Chain(&e), "outbox relay: could not announce waiting");
+                false
+            }
+        }
+    }
+
+    async fn withdraw_waiting(&self) {
+        if let Err(e) = self
+            .db(outbox::withdraw_waiting(&self.pool, &self.relay_id))
+            .await
+        {
+            // Left in place it only makes producers notify for up to a minute.
+            tracing::debug!(error = %Chain(&e), "outbox relay: could not withdraw waiting");
+        }
     }
 
     async fn report_lag(&self) {

@@ -465,8 +465,9 @@ impl RuntimeArgs {
                 self.relay.relay_lease_secs,
                 "ORDERBUS_RELAY_LEASE_SECS",
             )?),
-            sweep_interval: Duration::from_millis(positive(
-                self.relay.relay_sweep_ms,
+            sweep_interval: Duration::from_millis(at_most(
+                positive(self.relay.relay_sweep_ms, "ORDERBUS_RELAY_SWEEP_MS")?,
+                MAX_RELAY_SWEEP_MS,
                 "ORDERBUS_RELAY_SWEEP_MS",
             )?),
             ..RelayConfig::default()
@@ -536,6 +537,21 @@ impl AuthArgs {
         Ok(AuthSettings {
             mode: self.auth,
             keys,
+        })
+    }
+}
+
+/// A waiting relay renews its announcement at every sweep, and an announcement counts for a
+/// minute (shared/bus migration 900000000003): the sweep must stay well inside that.
+const MAX_RELAY_SWEEP_MS: u64 = 30_000;
+
+fn at_most(value: u64, max: u64, name: &'static str) -> Result<u64, ConfigError> {
+    if value <= max {
+        Ok(value)
+    } else {
+        Err(ConfigError {
+            name,
+            reason: format!("{value} must be at most {max}"),
         })
     }
 }

@@ -572,3 +572,103 @@ async fn publish_many_attributes_returns_to_the_right_messages() -> TestResult {
     conn::close_quietly(&amqp).await;
     Ok(())
 }
+
+/// True when a notification arrives within half a second.
+async fn notified(listener: &mut sqlx::postgres::PgListener) -> bool {
+    tokio::time::timeout(Duration::from_millis(500), listener.recv())
+        .await
+        .is_ok()
+}
+
+/// Producers notify only while a relay is announced as waiting (a NOTIFY makes every
+/// committing producer take PostgreSQL's global notify lock through its WAL flush): with no
+/// announcement an outbox commit sends no notification, with one it does, and a stale
+/// announcement (a relay that died waiting) is ignored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outbox_commits_notify_only_while_a_relay_waits() -> TestResult {
+    let world = World::new().await?;
+    let key = world.key("nfy");
+    let mut listener = sqlx::postgres::PgListener::connect_with(world.pool()).await?;
+    listener.listen("orderbus_outbox").await?;
+    let outbox = Outbox::new();
+    let commit_one = || async {
+        let mut tx = world.pool().begin().await?;
+        outbox
+            .enqueue(&mut tx, &key, &serde_json::json!({}))
+            .await?;
+        tx.commit().await?;
+        Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
+    };
+
+    commit_one().await?;
+    assert!(!notified(&mut listener).await, "no relay waits: no NOTIFY");
+
+    sqlx::query("INSERT INTO orderbus_relay_waiting (relay) VALUES ('test-relay')")
+        .execute(world.pool())
+        .await?;
+    commit_one().await?;
+    assert!(notified(&mut listener).await, "a relay waits: NOTIFY");
+
+    sqlx::query("UPDATE orderbus_relay_waiting SET since = now() - interval '2 minutes'")
+        .execute(world.pool())
+        .await?;
+    commit_one().await?;
+    assert!(
+        !notified(&mut listener).await,
+        "a stale announcement is ignored"
+    );
+    Ok(())
+}
+
+/// An idle relay (past its linger after the last rows it found) announces that it waits and is
+/// woken by the next commit (its sweep is a minute away here, so only the notification can
+/// bring the message), and withdraws once awake; a relay that stopped leaves no announcement
+/// behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_relay_is_woken_by_a_commit_not_by_its_sweep() -> TestResult {
+    let world = World::new().await?;
+    let key = world.key("wake");
+    let mut sink = TestQueue::bind(&[&key]).await?;
+    let config = RelayConfig {
+        sweep_interval: Duration::from_secs(60),
+        ..fast_relay_config()
+    };
+    let shutdown = CancellationToken::new();
+    let relay = Relay::new(
+        world.pool().clone(),
+        amqp_url(),
+        world.service.clone(),
+        Health::new(),
+    )
+    .with_config(config);
+    let task = tokio::spawn(relay.run(shutdown.clone()));
+    let waiting = || async {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM orderbus_relay_waiting")
+            .fetch_one(world.pool())
+            .await
+            .ok()
+    };
+    for n in 0..3 {
+        // Past its linger after the previous message, the relay announces that it waits.
+        wait_until(Duration::from_secs(15), || async {
+            (waiting().await? == 1).then_some(())
+        })
+        .await
+        .ok_or("the idle relay never announced that it waits")?;
+        let mut tx = world.pool().begin().await?;
+        Outbox::new()
+            .enqueue(&mut tx, &key, &serde_json::json!({ "n": n }))
+            .await?;
+        tx.commit().await?;
+        let m = sink.recv(Duration::from_secs(15)).await?;
+        assert_eq!(m.json()["n"], n);
+    }
+    shutdown.cancel();
+    task.await??;
+    assert_eq!(
+        waiting().await,
+        Some(0),
+        "a stopped relay leaves no announcement"
+    );
+    Ok(())
+}
