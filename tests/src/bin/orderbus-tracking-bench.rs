@@ -6,6 +6,11 @@
 //! - SHOPLINE reports/s: pre-signed reports, each with its own idempotency key (SHA1withRSA
 //!   verification, dedupe, event + outbox rows, our signed reply).
 //! - p99 latency at half the measured maximum rate (wrk's per-request `delay()`).
+//! - The database floor of a callback: the same statements, round trip for round trip, run by
+//!   as many tasks as wrk has connections straight against PostgreSQL (token lookup; `BEGIN; SET
+//!   LOCAL lock_timeout`; dedupe claim; shipment lock; event, shipment and outbox rows through
+//!   the service's own store code; reply + log row; `COMMIT`), with no HTTP, decoding or
+//!   verification. Callbacks ÷ floor is what the service itself costs on top of its database.
 //!
 //! Goals (issue 11): ratio ≥ 0.25 with the database, p99 ≤ 20 ms.
 
@@ -45,6 +50,88 @@ struct Args {
     /// Where the JSON result goes.
     #[arg(long, default_value = "target/bench/tracking.json")]
     out: PathBuf,
+}
+
+/// The database work of one SweetTracker callback, without HTTP (see the module docs). The two
+/// ingress statements are written out here (the ingress keeps its SQL private); the tracking
+/// statements are the service's own functions.
+async fn callback_floor(
+    pool: &sqlx::PgPool,
+    targets: &[(String, i64, String)],
+    tasks: usize,
+    duration: Duration,
+) -> anyhow::Result<f64> {
+    use orderbus_tracking::events::{self, Incoming};
+    let vocabulary = std::sync::Arc::new(orderbus_tracking_vocabulary::Vocabulary::builtin()?);
+    let targets = std::sync::Arc::new(targets.to_vec());
+    let deadline = std::time::Instant::now() + duration;
+    let started = std::time::Instant::now();
+    let mut handles = Vec::with_capacity(tasks);
+    for t in 0..tasks {
+        let (pool, vocabulary, targets) = (pool.clone(), vocabulary.clone(), targets.clone());
+        handles.push(tokio::spawn(async move {
+            let mut done = 0u64;
+            while std::time::Instant::now() < deadline {
+                let n = done as usize * tasks + t;
+                let (token, order, _num) = &targets[n % targets.len()];
+                orderbus_ingress::CallbackTokens::lookup(&pool, "sweettracker", token).await?;
+                let mut tx = pool
+                    .begin_with("BEGIN; SET LOCAL lock_timeout = '5000ms'")
+                    .await?;
+                let key = format!("floor-{t}-{done}");
+                sqlx::query(
+                    "INSERT INTO ingress_dedupe (partner, dedupe_key, trace_id) VALUES ($1, $2, $3) \
+                     ON CONFLICT (partner, dedupe_key) DO NOTHING",
+                )
+                .bind("sweettracker")
+                .bind(&key)
+                .bind("0af7651916cd43dd8448eb211c80319c")
+                .execute(&mut *tx)
+                .await?;
+                let shipments = orderbus_tracking::store::lock_order_shipments(&mut tx, *order).await?;
+                let shipment = shipments.first().ok_or_else(|| anyhow!("no shipment for {order}"))?;
+                events::apply(
+                    &mut tx,
+                    &vocabulary,
+                    shipment,
+                    &Incoming {
+                        source: orderbus_tracking_vocabulary::SWEETTRACKER,
+                        carrier: Some("04"),
+                        status: "3",
+                        unique_key: events::unique_key(&["floor", &key]),
+                        event_time: chrono::Utc::now(),
+                        location: &key,
+                        details: "scan",
+                    },
+                )
+                .await?;
+                sqlx::query(
+                    "WITH stored AS (UPDATE ingress_dedupe SET reply_status = 200, \
+                     reply_headers = '[]', reply_body = $3, order_ref = $4 \
+                     WHERE partner = $1 AND dedupe_key = $2) \
+                     INSERT INTO ingress_log (partner, route, trace_id, headers, body, body_len, \
+                     body_truncated, body_sha256, verification, dedupe, dedupe_key, outcome, \
+                     status, order_ref, duration_ms) VALUES ($1, '/delivery/tracking_receive', \
+                     '0af7651916cd43dd8448eb211c80319c', '[]', $3, 120, false, NULL, 'passed', \
+                     'first', $2, 'accepted', 200, $4, 1.0)",
+                )
+                .bind("sweettracker")
+                .bind(&key)
+                .bind(br#"{"code":true,"message":"success"}"#.as_slice())
+                .bind(order.to_string())
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                done += 1;
+            }
+            Ok::<u64, anyhow::Error>(done)
+        }));
+    }
+    let mut total = 0;
+    for h in handles {
+        total += h.await??;
+    }
+    Ok(total as f64 / started.elapsed().as_secs_f64())
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -324,13 +411,22 @@ async fn main() -> anyhow::Result<()> {
     )?;
     eprintln!("SHOPLINE reports ...");
     let (sl_max, sl_half) = measure(&args, &base, &shopline_max, &shopline_half)?;
+    eprintln!("database floor of a callback ...");
+    let floor = callback_floor(
+        db.pool(),
+        &targets,
+        args.connections as usize,
+        Duration::from_secs(args.duration_secs),
+    )
+    .await?;
 
     let events: i64 = sqlx::query_scalar("SELECT count(*) FROM trk_events")
         .fetch_one(db.pool())
         .await?;
     let result = json!({
         "bare_axum": { "max_rps": bare_max.rps, "p99_ms_at_half": bare_half.p99_ms },
-        "sweettracker_callbacks": { "max_rps": cb_max.rps, "ratio": cb_max.rps / bare_max.rps, "p99_ms_at_half": cb_half.p99_ms, "half_rate_rps": cb_half.rps },
+        "sweettracker_callbacks": { "max_rps": cb_max.rps, "ratio": cb_max.rps / bare_max.rps, "ratio_to_db_floor": cb_max.rps / floor, "p99_ms_at_half": cb_half.p99_ms, "half_rate_rps": cb_half.rps },
+        "callback_db_floor": { "per_s": floor, "ratio_to_bare_axum": floor / bare_max.rps },
         "shopline_reports": { "max_rps": sl_max.rps, "ratio": sl_max.rps / bare_max.rps, "p99_ms_at_half": sl_half.p99_ms, "half_rate_rps": sl_half.rps },
         "events_recorded": events,
         "connections": args.connections, "threads": args.threads, "duration_secs": args.duration_secs,
@@ -352,6 +448,12 @@ async fn main() -> anyhow::Result<()> {
         sl_max.rps,
         sl_max.rps / bare_max.rps,
         sl_half.p99_ms
+    );
+    println!(
+        "  callback DB floor       {:>9.0} /s     ratio {:.3} (the statements alone); callbacks ÷ floor {:.2}",
+        floor,
+        floor / bare_max.rps,
+        cb_max.rps / floor
     );
     if let Some(dir) = args.out.parent() {
         std::fs::create_dir_all(dir)?;
