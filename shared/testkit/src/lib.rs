@@ -27,6 +27,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{AssertSqlSafe, ConnectOptions, Executor};
 
 pub mod cluster;
+pub mod process;
 pub mod proxy;
 
 /// Sends the code under test's logs to the test's captured output (shown by nextest only when

@@ -4,7 +4,7 @@
 
 use std::collections::HashSet;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{anyhow, Context};
 use orderbus_storefront::Settings;
@@ -62,22 +62,13 @@ impl Process {
 
     /// Sends SIGTERM and waits for the exit; returns how long it took.
     async fn terminate(&mut self) -> anyhow::Result<Duration> {
-        let t0 = Instant::now();
-        let kill = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()?;
-        anyhow::ensure!(kill.success(), "kill -TERM failed");
-        let limit = Duration::from_secs(GRACE_SECS + 10);
-        loop {
-            if let Some(status) = self.child.try_wait()? {
-                anyhow::ensure!(status.success(), "exit status after SIGTERM: {status}");
-                return Ok(t0.elapsed());
-            }
-            if t0.elapsed() > limit {
-                return Err(anyhow!("still running {limit:?} after SIGTERM"));
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let (status, took) = orderbus_testkit::process::sigterm_and_wait(
+            &mut self.child,
+            Duration::from_secs(GRACE_SECS + 10),
+        )
+        .await?;
+        anyhow::ensure!(status.success(), "exit status after SIGTERM: {status}");
+        Ok(took)
     }
 }
 

@@ -18,7 +18,6 @@ use serde_json::{json, Value};
 
 pub const WAIT: Duration = Duration::from_secs(60);
 
-
 /// Short retry tiers, so that retried deliveries come back within a test.
 const TEST_RETRY_TIERS: [Duration; 2] = [Duration::from_millis(200), Duration::from_millis(400)];
 /// Every log line of the test process (the seed's lines are asserted on verbatim).

@@ -85,26 +85,17 @@ impl Process {
 
     /// Sends SIGTERM and waits for the exit; returns how long it took.
     async fn terminate(&mut self) -> anyhow::Result<Duration> {
-        let t0 = Instant::now();
-        let kill = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()?;
-        anyhow::ensure!(kill.success(), "kill -TERM failed");
-        let limit = Duration::from_secs(GRACE_SECS + 10);
-        loop {
-            if let Some(status) = self.child.try_wait()? {
-                anyhow::ensure!(
-                    status.success(),
-                    "exit status after SIGTERM: {status}; log:\n{}",
-                    self.log_text()
-                );
-                return Ok(t0.elapsed());
-            }
-            if t0.elapsed() > limit {
-                return Err(anyhow!("still running {limit:?} after SIGTERM"));
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        let (status, took) = orderbus_testkit::process::sigterm_and_wait(
+            &mut self.child,
+            Duration::from_secs(GRACE_SECS + 10),
+        )
+        .await?;
+        anyhow::ensure!(
+            status.success(),
+            "exit status after SIGTERM: {status}; log:\n{}",
+            self.log_text()
+        );
+        Ok(took)
     }
 
     fn log_text(&self) -> String {
@@ -301,6 +292,7 @@ fn spawn_erp(
                     });
                     let mut m = OutgoingMessage::new(queue.clone(), body.to_string().into_bytes());
                     m.exchange = String::new();
+                    m.message_id = format!("{ERP_ID_PREFIX}{order}");
                     m
                 })
                 .collect();
@@ -337,13 +329,18 @@ async fn count(db: &TestDb, sql: &'static str, bind: &str) -> anyhow::Result<i64
 }
 
 /// Inbox rows of the `order.erpstatus` work queue: one per message applied.
+/// The message ids of this test's 600s: the work queue is also bound to `amq.topic`, so other
+/// tests' `order.erpstatus` messages reach it too and must not be counted.
+const ERP_ID_PREFIX: &str = "sigterm-600-";
+
 async fn applied(db: &TestDb, queue: &str) -> anyhow::Result<i64> {
-    count(
-        db,
-        "SELECT count(*) FROM orderbus_inbox WHERE consumer = $1",
-        queue,
+    Ok(sqlx::query_scalar(
+        "SELECT count(*) FROM orderbus_inbox WHERE consumer = $1 AND starts_with(message_id, $2)",
     )
-    .await
+    .bind(queue)
+    .bind(ERP_ID_PREFIX)
+    .fetch_one(db.pool())
+    .await?)
 }
 
 async fn pending_outbox(db: &TestDb) -> anyhow::Result<i64> {
@@ -583,9 +580,11 @@ async fn sigterm_under_bus_and_webhook_load_loses_nothing_and_answers_no_5xx() -
     assert_eq!(published, BUS_MESSAGES);
     assert_eq!(applied(&db, &work_queue).await?, BUS_MESSAGES as i64);
     let (shipments, orders): (i64, i64) = sqlx::query_as(
-        "SELECT count(*), count(DISTINCT order_code) FROM trk_shipments WHERE order_code >= $1",
+        "SELECT count(*), count(DISTINCT order_code) FROM trk_shipments \
+         WHERE order_code >= $1 AND order_code < $2",
     )
     .bind(bus_base)
+    .bind(bus_base + BUS_MESSAGES as i64)
     .fetch_one(db.pool())
     .await?;
     assert_eq!(
