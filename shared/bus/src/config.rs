@@ -14,6 +14,10 @@ pub struct ConsumerConfig {
     pub reconnect_cap: Duration,
     /// Pause between attempts to open a transaction while the database is unavailable.
     pub db_retry_cap: Duration,
+    /// How often a replica renews its row in the shard membership (sharded subscriptions).
+    pub shard_heartbeat: Duration,
+    /// A member not renewed for this long counts as gone: its share is dealt to the others.
+    pub shard_member_ttl: Duration,
 }
 
 impl Default for ConsumerConfig {
@@ -26,6 +30,8 @@ impl Default for ConsumerConfig {
             reconnect_base: Duration::from_millis(200),
             reconnect_cap: Duration::from_secs(5),
             db_retry_cap: Duration::from_secs(5),
+            shard_heartbeat: Duration::from_secs(1),
+            shard_member_ttl: Duration::from_secs(5),
         }
     }
 }

@@ -56,9 +56,19 @@ impl Delivery {
     /// `retry_tiers` (the tier queue names); on anything else — above all a message a
     /// publisher sent to `amq.topic` — they are dropped, so a publisher can neither skip the
     /// retry tiers (`x-orderbus-attempt: 4`) nor make a handler see another routing key.
-    pub(crate) fn from_raw(raw: &RawDelivery, queue: &str, retry_tiers: &[String]) -> Self {
+    ///
+    /// A shard queue (`sharded`) also trusts what came through its own fanout exchange, named
+    /// like the queue: only the service's sequencer publishes there, after dropping the
+    /// publisher's `x-orderbus-*` headers and recording the original routing key.
+    pub(crate) fn from_raw(
+        raw: &RawDelivery,
+        queue: &str,
+        retry_tiers: &[String],
+        sharded: bool,
+    ) -> Self {
         let mut headers = raw.properties.headers().clone().unwrap_or_default();
-        if !returned_from_retry_tier(raw, &headers, retry_tiers) {
+        let from_sequencer = sharded && raw.exchange.as_str() == queue;
+        if !from_sequencer && !returned_from_retry_tier(raw, &headers, retry_tiers) {
             let (kept, dropped) = without_bus_headers(&headers);
             if dropped > 0 {
                 tracing::debug!(queue, exchange = %raw.exchange, dropped, "ignored x-orderbus-* headers set by a publisher");

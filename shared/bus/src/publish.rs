@@ -205,6 +205,25 @@ impl Publisher {
         }
     }
 
+    /// Publishes a window of copies with explicit properties (the sequencer's forwards)
+    /// without waiting; one exchange per copy, routed by its fanout binding (the routing key is
+    /// the exchange's name, for the management UI). See [`Publisher::start_many`].
+    pub(crate) async fn start_raw_many(
+        &self,
+        copies: Vec<(&str, &[u8], BasicProperties)>,
+    ) -> PendingConfirms {
+        let mut pending = Vec::with_capacity(copies.len());
+        for (exchange, body, props) in copies {
+            let id = props.message_id().as_ref().map(|m| m.as_str().to_owned());
+            let confirm = self.start(exchange, exchange, body, props).await;
+            pending.push((id, confirm));
+        }
+        PendingConfirms {
+            pending,
+            timeout: self.timeout,
+        }
+    }
+
     async fn start(
         &self,
         exchange: &str,

@@ -29,6 +29,12 @@ pub struct Subscription {
     /// parallel (1 = one batch at a time). Each partition holds one database connection while
     /// it works, and acks its own deliveries one by one.
     pub partitions: usize,
+    /// Shard queues for scale-out across replicas (1 = none): the work queue then feeds a
+    /// sequencer (single active consumer across replicas) that forwards each message, keyed by
+    /// order, to one of `shards` shard queues; each shard has one active consumer at a time,
+    /// and the replicas share the shards between them. One order's messages stay in order
+    /// however many replicas run (see the README, "Shards").
+    pub shards: usize,
     /// What the queue is for (exported in the definitions).
     pub description: String,
 }
@@ -42,6 +48,7 @@ pub struct SubscriptionSettings {
     pub batch: usize,
     pub concurrency: usize,
     pub partitions: usize,
+    pub shards: usize,
 }
 
 impl Default for SubscriptionSettings {
@@ -52,6 +59,7 @@ impl Default for SubscriptionSettings {
             batch: 1,
             concurrency: 1,
             partitions: 1,
+            shards: 1,
         }
     }
 }
@@ -67,6 +75,7 @@ impl Subscription {
             batch: d.batch,
             concurrency: d.concurrency,
             partitions: d.partitions,
+            shards: d.shards,
             description: String::new(),
         }
     }
@@ -79,6 +88,7 @@ impl Subscription {
             batch: self.batch,
             concurrency: self.concurrency,
             partitions: self.partitions,
+            shards: self.shards,
         }
     }
 
@@ -88,15 +98,25 @@ impl Subscription {
             .prefetch(settings.prefetch)
             .batch(settings.batch)
             .concurrency(settings.concurrency)
-            .partitions(settings.partitions);
+            .partitions(settings.partitions)
+            .shards(settings.shards);
         s.max_retries = settings.max_retries;
         s
     }
 
     /// Database connections this subscription holds at most: one per worker and partition
-    /// while it handles a batch.
+    /// while it handles a batch (sharded: every shard may be active on one replica, plus the
+    /// membership heartbeat).
     pub fn pool_connections(&self) -> usize {
+        if self.is_sharded() {
+            return self.shards * self.partitions.max(1) + 1;
+        }
         self.concurrency.max(1) * self.partitions.max(1)
+    }
+
+    /// True with more than one shard.
+    pub fn is_sharded(&self) -> bool {
+        self.shards > 1
     }
     pub fn prefetch(mut self, prefetch: u16) -> Self {
         self.prefetch = prefetch.max(1);
@@ -122,6 +142,12 @@ impl Subscription {
         self.partitions = n.max(1);
         self
     }
+    /// Spreads the subscription over `n` shard queues shared by all replicas, keeping each
+    /// order's sequence (see [`Subscription::shards`]; 1 = no shards).
+    pub fn shards(mut self, n: usize) -> Self {
+        self.shards = n.max(1);
+        self
+    }
     pub fn describe(mut self, text: impl Into<String>) -> Self {
         self.description = text.into();
         self
@@ -137,6 +163,7 @@ impl std::fmt::Debug for Subscription {
             .field("batch", &self.batch)
             .field("concurrency", &self.concurrency)
             .field("partitions", &self.partitions)
+            .field("shards", &self.shards)
             .finish_non_exhaustive()
     }
 }

@@ -20,6 +20,8 @@ use crate::error::{BusError, Chain};
 use crate::health::Health;
 use crate::partition::run_partitioned;
 use crate::publish::Publisher;
+use crate::sequencer::Sequencer;
+use crate::shards::ShardSet;
 use crate::topology::Topology;
 use crate::worker::Worker;
 
@@ -31,6 +33,9 @@ pub struct Consumers {
     config: ConsumerConfig,
     health: Health,
     generation: Arc<AtomicU64>,
+    /// This process's name among the replicas sharing sharded subscriptions: the pod name
+    /// (`HOSTNAME`) and a random suffix, so a restarted pod is a new member.
+    member: String,
 }
 
 impl Consumers {
@@ -47,6 +52,11 @@ impl Consumers {
             config: ConsumerConfig::default(),
             health,
             generation: Arc::new(AtomicU64::new(0)),
+            member: format!(
+                "{}-{:06x}",
+                std::env::var("HOSTNAME").unwrap_or_else(|_| "replica".into()),
+                rand::random::<u32>() & 0xff_ffff
+            ),
         };
         // Registered (not ready) at construction, so /readyz cannot say ready because another
         // component came up before this task first ran.
@@ -104,6 +114,8 @@ impl Consumers {
             self.config.connect_timeout,
         )
         .await?;
+        // Shared with the shard sets, which open channels while they run.
+        let conn = Arc::new(conn);
         let result = self.serve(&conn, gen, shutdown, backoff).await;
         close_quietly(&conn).await;
         result
@@ -111,7 +123,7 @@ impl Consumers {
 
     async fn serve(
         &self,
-        conn: &Connection,
+        conn: &Arc<Connection>,
         gen: u64,
         shutdown: &CancellationToken,
         backoff: &mut Backoff,
@@ -133,6 +145,13 @@ impl Consumers {
         let mut channels = Vec::new();
         for (i, sub) in self.topology.subscriptions.iter().enumerate() {
             let queue = self.topology.work_queue(&sub.pattern);
+            if sub.is_sharded() {
+                channels.extend(
+                    self.start_sharded(conn, sub, i, gen, &stop, &mut tasks)
+                        .await?,
+                );
+                continue;
+            }
             // Competing consumers: each worker has its own channel, so its acks and its
             // generation check only ever concern deliveries of that channel.
             for w in 0..sub.concurrency.max(1) {
@@ -178,6 +197,7 @@ impl Consumers {
                         gen,
                         current: self.generation.clone(),
                         tier_queues: self.topology.tier_queues(),
+                        sharded: false,
                     });
                 }
                 match (lanes.len(), lanes.pop()) {
@@ -235,5 +255,72 @@ impl Consumers {
                 Err(e)
             }
         }
+    }
+
+    /// A sharded subscription: its sequencer on the work queue and its shard set. Returns the
+    /// sequencer's channels (the shard set closes its own).
+    async fn start_sharded(
+        &self,
+        conn: &Arc<Connection>,
+        sub: &crate::Subscription,
+        i: usize,
+        gen: u64,
+        stop: &CancellationToken,
+        tasks: &mut JoinSet<Result<(), BusError>>,
+    ) -> Result<Vec<deadpool_lapin::lapin::Channel>, BusError> {
+        let t = self.config.connect_timeout;
+        let timeout_err = |what| BusError::Timeout { what, after: t };
+        let queue = self.topology.work_queue(&sub.pattern);
+        let channel = tokio::time::timeout(t, conn.create_channel())
+            .await
+            .map_err(|_| timeout_err("create channel"))??;
+        tokio::time::timeout(
+            t,
+            channel.basic_qos(sub.prefetch, BasicQosOptions::default()),
+        )
+        .await
+        .map_err(|_| timeout_err("basic.qos"))??;
+        let consumer = tokio::time::timeout(
+            t,
+            channel.basic_consume(
+                ShortString::from(queue.clone()),
+                ShortString::from(format!("{queue}.g{gen}.{i}.sequencer.{}", self.member)),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            ),
+        )
+        .await
+        .map_err(|_| timeout_err("basic.consume"))??;
+        let publisher = Publisher::open(
+            conn,
+            self.topology.service.clone(),
+            self.config.publish_timeout,
+        )
+        .await?;
+        let channels = vec![channel, publisher.channel().clone()];
+        let sequencer = Sequencer {
+            queue,
+            shards: self.topology.shard_queues(&sub.pattern),
+            handler: sub.handler.clone(),
+            publisher,
+            tier_queues: self.topology.tier_queues(),
+            window: usize::from(sub.prefetch),
+            gen,
+            current: self.generation.clone(),
+            ack_timeout: self.config.publish_timeout,
+        };
+        tasks.spawn(sequencer.run(consumer, stop.clone()));
+        let shard_set = ShardSet {
+            conn: conn.clone(),
+            topology: self.topology.clone(),
+            sub: sub.clone(),
+            pool: self.pool.clone(),
+            config: self.config.clone(),
+            gen,
+            current: self.generation.clone(),
+            member: self.member.clone(),
+        };
+        tasks.spawn(shard_set.run(stop.clone()));
+        Ok(channels)
     }
 }

@@ -22,7 +22,7 @@ use serde_json::{json, Value};
 
 use crate::error::BusError;
 pub use crate::names::{delay_label, TOPIC_EXCHANGE};
-use crate::names::{parking_queue, tier_name, work_queue};
+use crate::names::{parking_queue, shard_queue, tier_name, work_queue};
 pub use crate::subscription::Subscription;
 
 /// What a queue must survive without losing a message from a publisher that does not use
@@ -135,6 +135,18 @@ pub struct Topology {
 pub enum Arg {
     Str(String),
     Int(i64),
+    Bool(bool),
+}
+
+impl Arg {
+    /// The value as JSON (definitions export).
+    pub fn to_json(&self) -> Value {
+        match self {
+            Arg::Str(s) => json!(s),
+            Arg::Int(i) => json!(i),
+            Arg::Bool(b) => json!(b),
+        }
+    }
 }
 
 /// A queue as declared and as exported.
@@ -184,6 +196,15 @@ impl Topology {
     pub fn work_queue(&self, pattern: &str) -> String {
         work_queue(&self.service, pattern)
     }
+    /// The shard queues of the subscription to `pattern` (none unless it is sharded).
+    pub fn shard_queues(&self, pattern: &str) -> Vec<String> {
+        let work = self.work_queue(pattern);
+        self.subscriptions
+            .iter()
+            .filter(|s| s.pattern == pattern && s.is_sharded())
+            .flat_map(|s| (0..s.shards).map(|i| shard_queue(&work, i)))
+            .collect()
+    }
     /// `<service>.parking`.
     pub fn parking_queue(&self) -> String {
         parking_queue(&self.service)
@@ -213,9 +234,14 @@ impl Topology {
     /// The service's own fanout exchanges: one per delay tier and `<service>.parking`, each
     /// bound to the queue of the same name. The bus publishes retries and parked messages to
     /// them (never to the default exchange, which least-privilege users may not write to).
+    /// Sharded subscriptions add one fanout exchange per shard queue, likewise named and bound:
+    /// the sequencer publishes to them.
     pub fn exchanges(&self) -> Vec<String> {
         let mut out = self.tier_queues();
         out.push(self.parking_queue());
+        for s in &self.subscriptions {
+            out.extend(self.shard_queues(&s.pattern));
+        }
         out
     }
 
@@ -277,15 +303,44 @@ impl Topology {
             } else {
                 s.description.clone()
             };
+            let dead_letters = format!(
+                "crash-looping messages (> {} deliveries) dead-letter to {}",
+                l.delivery_limit,
+                self.parking_queue()
+            );
+            if !s.is_sharded() {
+                out.push(QueueSpec {
+                    name: self.work_queue(&s.pattern),
+                    arguments: args,
+                    description: format!("{what}; {dead_letters}"),
+                });
+                continue;
+            }
+            // One active consumer at a time on the sequencer's input and on every shard,
+            // whichever replicas are subscribed: that is what keeps an order's sequence.
+            args.push(("x-single-active-consumer", Arg::Bool(true)));
             out.push(QueueSpec {
                 name: self.work_queue(&s.pattern),
-                arguments: args,
+                arguments: args.clone(),
                 description: format!(
-                    "{what}; crash-looping messages (> {} deliveries) dead-letter to {}",
-                    l.delivery_limit,
-                    self.parking_queue()
+                    "{what}; sharded: one replica's sequencer at a time forwards each message by \
+                     order code to one of {} shard queues {}.shard.<n>; {dead_letters}",
+                    s.shards,
+                    self.work_queue(&s.pattern)
                 ),
             });
+            for (i, shard) in self.shard_queues(&s.pattern).into_iter().enumerate() {
+                out.push(QueueSpec {
+                    name: shard,
+                    arguments: args.clone(),
+                    description: format!(
+                        "shard {i} of {}: the orders whose code hashes here, in sequence; one \
+                         replica consumes it at a time, the others wait to take over; \
+                         {dead_letters}",
+                        self.work_queue(&s.pattern)
+                    ),
+                });
+            }
         }
         for t in &self.retry_tiers {
             let mut args = quorum(l.max_length, l.max_length_bytes);
@@ -441,13 +496,7 @@ impl Topology {
                 let args: serde_json::Map<String, Value> = q
                     .arguments
                     .iter()
-                    .map(|(k, v)| {
-                        let v = match v {
-                            Arg::Str(s) => json!(s),
-                            Arg::Int(i) => json!(i),
-                        };
-                        ((*k).to_owned(), v)
-                    })
+                    .map(|(k, v)| ((*k).to_owned(), v.to_json()))
                     .collect();
                 json!({"name": q.name, "vhost": vhost, "durable": true, "auto_delete": false, "arguments": args})
             })
@@ -482,6 +531,7 @@ pub(crate) fn field_table(args: &[(&'static str, Arg)]) -> FieldTable {
         let v = match v {
             Arg::Str(s) => AMQPValue::LongString(LongString::from(s.as_str())),
             Arg::Int(i) => AMQPValue::LongLongInt(*i),
+            Arg::Bool(b) => AMQPValue::Boolean(*b),
         };
         t.insert(ShortString::from(*k), v);
     }

@@ -35,6 +35,42 @@ pub(crate) fn abandoned(queue: &str, e: BusError) -> BusError {
     e
 }
 
+/// The generation a consumer task belongs to, checked before every ack.
+pub(crate) struct Generation<'a> {
+    pub(crate) gen: u64,
+    pub(crate) current: &'a AtomicU64,
+}
+
+impl Generation<'_> {
+    /// Acks `acker` (up to it with `multiple`) unless a newer generation has started: a
+    /// delivery of an older generation must never be acked on a newer channel.
+    pub(crate) async fn ack(
+        &self,
+        acker: &deadpool_lapin::lapin::Acker,
+        multiple: bool,
+        queue: &str,
+        timeout: Duration,
+    ) -> Result<(), BusError> {
+        let not_acked = || BusError::NotAcked {
+            queue: queue.to_owned(),
+        };
+        if self.current.load(Ordering::SeqCst) != self.gen {
+            return Err(not_acked());
+        }
+        let acked = tokio::time::timeout(timeout, acker.ack(BasicAckOptions { multiple }))
+            .await
+            .map_err(|_| BusError::Timeout {
+                what: "basic.ack",
+                after: timeout,
+            })??;
+        if acked {
+            Ok(())
+        } else {
+            Err(not_acked())
+        }
+    }
+}
+
 enum TxOutcome {
     /// Committed; per delivery: true if it was a duplicate (inbox hit).
     Committed(Vec<bool>),
@@ -56,6 +92,8 @@ pub(crate) struct Worker {
     /// Names of the service's retry-tier queues: only deliveries returning from them keep
     /// their `x-orderbus-*` headers.
     pub(crate) tier_queues: Vec<String>,
+    /// Consumes a shard queue, fed by the service's own sequencer (see [`Delivery::from_raw`]).
+    pub(crate) sharded: bool,
 }
 
 impl Worker {
@@ -157,7 +195,7 @@ impl Worker {
         }
         let ds: Vec<Delivery> = batch
             .iter()
-            .map(|r| Delivery::from_raw(r, &self.queue, &self.tier_queues))
+            .map(|r| Delivery::from_raw(r, &self.queue, &self.tier_queues, self.sharded))
             .collect();
         let started = Instant::now();
         match self.run_tx(&ds, stop).await {
@@ -194,7 +232,7 @@ impl Worker {
         raw: &RawDelivery,
         stop: &CancellationToken,
     ) -> Result<(), BusError> {
-        let d = Delivery::from_raw(raw, &self.queue, &self.tier_queues);
+        let d = Delivery::from_raw(raw, &self.queue, &self.tier_queues, self.sharded);
         let span = d.span();
         self.settle_one(raw, d, stop).instrument(span).await
     }
@@ -295,28 +333,12 @@ impl Worker {
         acker: &deadpool_lapin::lapin::Acker,
         multiple: bool,
     ) -> Result<(), BusError> {
-        // A delivery of an older generation must never be acked on a newer channel.
-        if self.current.load(Ordering::SeqCst) != self.gen {
-            return Err(BusError::NotAcked {
-                queue: self.queue.clone(),
-            });
+        Generation {
+            gen: self.gen,
+            current: &self.current,
         }
-        let acked = tokio::time::timeout(
-            self.config.publish_timeout,
-            acker.ack(BasicAckOptions { multiple }),
-        )
+        .ack(acker, multiple, &self.queue, self.config.publish_timeout)
         .await
-        .map_err(|_| BusError::Timeout {
-            what: "basic.ack",
-            after: self.config.publish_timeout,
-        })??;
-        if acked {
-            Ok(())
-        } else {
-            Err(BusError::NotAcked {
-                queue: self.queue.clone(),
-            })
-        }
     }
 
     fn observe(&self, started: Instant, n: usize) {

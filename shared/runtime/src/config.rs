@@ -250,6 +250,11 @@ pub struct ConsumerArgs {
     /// one) [default: the service's, e.g. storefront 4].
     #[arg(long, env = "ORDERBUS_CONSUMER_PARTITIONS", help_heading = "Consumers")]
     pub consumer_partitions: Option<usize>,
+    /// Shard queues per subscription for running several replicas while keeping each order's
+    /// messages in sequence (1 = none; see the bus README, "Shards"). Changing it changes the
+    /// queues: drain the work queues first [default: 1].
+    #[arg(long, env = "ORDERBUS_CONSUMER_SHARDS", help_heading = "Consumers")]
+    pub consumer_shards: Option<usize>,
     /// Delay tiers of the retry chain, comma-separated (e.g. 5s,30s,5m) [default: the
     /// service's].
     #[arg(long, env = "ORDERBUS_RETRY_TIERS", value_delimiter = ',', value_parser = parse_duration, help_heading = "Consumers")]
@@ -362,6 +367,8 @@ pub struct TopologyOverrides {
     pub prefetch: Option<u16>,
     pub batch: Option<usize>,
     pub partitions: Option<usize>,
+    /// Shards of every subscription.
+    pub shards: Option<usize>,
     pub retry_tiers: Option<Vec<Duration>>,
     /// Work and retry queue limits from this outage budget instead of the default one.
     pub queue_budget: Option<OutageBudget>,
@@ -388,6 +395,9 @@ impl TopologyOverrides {
             }
             if let (Some(n), true) = (self.partitions, sub.partitions > 1) {
                 sub.partitions = n;
+            }
+            if let Some(n) = self.shards {
+                sub.shards = n;
             }
         }
         topology
@@ -487,6 +497,11 @@ impl RuntimeArgs {
                 .consumer
                 .consumer_partitions
                 .map(|p| positive(p, "ORDERBUS_CONSUMER_PARTITIONS"))
+                .transpose()?,
+            shards: self
+                .consumer
+                .consumer_shards
+                .map(|n| positive(n, "ORDERBUS_CONSUMER_SHARDS"))
                 .transpose()?,
             retry_tiers: self.consumer.retry_tiers.clone(),
             queue_budget: self.consumer.queue_budget()?,
@@ -702,6 +717,31 @@ mod tests {
         );
         assert!(parse(&["--queue-peak-rate", "0"]).is_err());
         assert_eq!(parse(&[]).unwrap().topology.queue_budget, None);
+    }
+
+    #[test]
+    fn shards_apply_to_every_subscription() {
+        use orderbus_bus::{Handler, HandlerFuture, Subscription};
+        struct Noop;
+        impl Handler for Noop {
+            fn handle<'a>(
+                &'a self,
+                _: &'a orderbus_bus::Delivery,
+                _: &'a mut sqlx::PgConnection,
+            ) -> HandlerFuture<'a> {
+                Box::pin(async { Ok(()) })
+            }
+        }
+        let c = parse(&["--consumer-shards", "6"]).unwrap();
+        let topology = c.topology.apply(
+            Topology::new("svc")
+                .subscribe(Subscription::new("a", std::sync::Arc::new(Noop)))
+                .subscribe(Subscription::new("b", std::sync::Arc::new(Noop)).partitions(2)),
+        );
+        assert!(topology.subscriptions.iter().all(|s| s.shards == 6));
+        assert_eq!(topology.shard_queues("b").len(), 6);
+        assert!(parse(&["--consumer-shards", "0"]).is_err());
+        assert_eq!(parse(&[]).unwrap().topology.shards, None);
     }
 
     #[test]

@@ -122,6 +122,7 @@ fn ops_queues() -> Vec<QueueSpec> {
                     deadpool_lapin::lapin::types::AMQPValue::LongLongInt(i) => {
                         Some((k, Arg::Int(i)))
                     }
+                    deadpool_lapin::lapin::types::AMQPValue::Boolean(b) => Some((k, Arg::Bool(b))),
                     _ => None,
                 })
                 .collect(),
@@ -384,10 +385,7 @@ fn unrouted_queue() -> QueueSpec {
 }
 
 fn arg_value(arg: &Arg) -> Value {
-    match arg {
-        Arg::Str(s) => json!(s),
-        Arg::Int(i) => json!(i),
-    }
+    arg.to_json()
 }
 
 /// The policy keys for a queue's arguments (the ones RabbitMQ accepts in a policy).

@@ -3,6 +3,7 @@
 
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{anyhow, Context};
@@ -11,7 +12,7 @@ use deadpool_lapin::lapin::types::{AMQPValue, FieldTable};
 use futures::StreamExt;
 use orderbus_runtime::{ApiKeys, AuthSettings, CancellationToken, Config, Running, Secret};
 use orderbus_storefront::{start, topology, Settings};
-use orderbus_testkit::{unique_suffix, Received, RouteSink, TestDb, TestQueue};
+use orderbus_testkit::{amqp_url, unique_suffix, Received, RouteSink, TestDb, TestQueue};
 use serde_json::{json, Value};
 
 pub const WAIT: Duration = Duration::from_secs(30);
@@ -37,8 +38,13 @@ pub struct BrokerCleanup {
 
 impl BrokerCleanup {
     pub fn for_settings(settings: &Settings) -> Self {
+        Self::for_topology(topology(settings))
+    }
+
+    /// A topology as the test changed it (e.g. sharded).
+    pub fn for_topology(topology: orderbus_bus::Topology) -> Self {
         Self {
-            topologies: vec![topology(settings)],
+            topologies: vec![topology],
         }
     }
 }
@@ -391,6 +397,77 @@ pub async fn wait_parked(h: &Harness, pred: impl Fn(&Parked) -> bool) -> anyhow:
         if pred(&p) {
             let _ = conn.close(200, "done".into()).await;
             return Ok(p);
+        }
+    }
+}
+
+/// The storefront binary, as production runs it.
+const BIN: &str = env!("CARGO_BIN_EXE_orderbus-storefront");
+/// Shutdown grace of a spawned [`Process`].
+pub const GRACE_SECS: u64 = 10;
+
+/// One storefront process; killed (SIGKILL) if a failing test drops it still running.
+pub struct Process {
+    pub child: Child,
+    pub base: String,
+}
+
+impl Process {
+    /// Starts the built binary on a free port; `env` adds or overrides settings.
+    pub fn spawn(service_name: &str, db: &TestDb, env: &[(&str, &str)]) -> anyhow::Result<Process> {
+        // A free port: bind :0, read it, release it (the child binds it a moment later).
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let child = Command::new(BIN)
+            .args(["--service-name", service_name, "--sweep-interval-secs", "0"])
+            .env("ORDERBUS_AMQP_URL", amqp_url())
+            .env("ORDERBUS_DATABASE_URL", db.url())
+            .env("ORDERBUS_HTTP_ADDR", "127.0.0.1")
+            .env("ORDERBUS_HTTP_PORT", port.to_string())
+            .env("ORDERBUS_SHUTDOWN_GRACE_SECS", GRACE_SECS.to_string())
+            .env("RUST_LOG", "warn")
+            .env("ORDERBUS_AUTH", "open")
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .context("storefront binary")?;
+        Ok(Process {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+        })
+    }
+
+    pub async fn wait_ready(&self, http: &reqwest::Client) -> anyhow::Result<()> {
+        eventually("storefront process ready", || async {
+            let r = http
+                .get(format!("{}/readyz", self.base))
+                .send()
+                .await
+                .ok()?;
+            r.status().is_success().then_some(())
+        })
+        .await
+    }
+
+    /// Sends SIGTERM and waits for the exit; returns how long it took.
+    pub async fn terminate(&mut self) -> anyhow::Result<Duration> {
+        let (status, took) = orderbus_testkit::process::sigterm_and_wait(
+            &mut self.child,
+            Duration::from_secs(GRACE_SECS + 10),
+        )
+        .await?;
+        anyhow::ensure!(status.success(), "exit status after SIGTERM: {status}");
+        Ok(took)
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
         }
     }
 }

@@ -9,5 +9,6 @@ mod fuzz;
 mod hostile_input;
 mod http_api;
 mod outage;
+mod replicas;
 mod sigterm;
 mod tracking;

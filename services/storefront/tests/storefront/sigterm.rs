@@ -3,83 +3,16 @@
 //! outbox row published (0 lost).
 
 use std::collections::HashSet;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{anyhow, Context};
 use orderbus_storefront::Settings;
-use orderbus_testkit::{amqp_url, unique_suffix, ErpPublisher, TestDb, TestQueue};
+use orderbus_testkit::{unique_suffix, ErpPublisher, TestDb, TestQueue};
 use serde_json::json;
 
 use crate::common::*;
 
-const BIN: &str = env!("CARGO_BIN_EXE_orderbus-storefront");
-const GRACE_SECS: u64 = 10;
 const ORDERS: usize = 200;
-
-/// One storefront process; killed (SIGKILL) if a failing test drops it still running.
-struct Process {
-    child: Child,
-    base: String,
-}
-
-impl Process {
-    fn spawn(service_name: &str, db: &TestDb) -> anyhow::Result<Process> {
-        // A free port: bind :0, read it, release it (the child binds it a moment later).
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
-        let child = Command::new(BIN)
-            .args(["--service-name", service_name, "--sweep-interval-secs", "0"])
-            .env("ORDERBUS_AMQP_URL", amqp_url())
-            .env("ORDERBUS_DATABASE_URL", db.url())
-            .env("ORDERBUS_HTTP_ADDR", "127.0.0.1")
-            .env("ORDERBUS_HTTP_PORT", port.to_string())
-            .env("ORDERBUS_SHUTDOWN_GRACE_SECS", GRACE_SECS.to_string())
-            .env("RUST_LOG", "warn")
-            .env("ORDERBUS_AUTH", "open")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .spawn()
-            .context("storefront binary")?;
-        Ok(Process {
-            child,
-            base: format!("http://127.0.0.1:{port}"),
-        })
-    }
-
-    async fn wait_ready(&self, http: &reqwest::Client) -> anyhow::Result<()> {
-        eventually("storefront process ready", || async {
-            let r = http
-                .get(format!("{}/readyz", self.base))
-                .send()
-                .await
-                .ok()?;
-            r.status().is_success().then_some(())
-        })
-        .await
-    }
-
-    /// Sends SIGTERM and waits for the exit; returns how long it took.
-    async fn terminate(&mut self) -> anyhow::Result<Duration> {
-        let (status, took) = orderbus_testkit::process::sigterm_and_wait(
-            &mut self.child,
-            Duration::from_secs(GRACE_SECS + 10),
-        )
-        .await?;
-        anyhow::ensure!(status.success(), "exit status after SIGTERM: {status}");
-        Ok(took)
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
 
 async fn applied_audits(db: &TestDb) -> anyhow::Result<(i64, i64)> {
     Ok(sqlx::query_as(
@@ -101,7 +34,7 @@ async fn sigterm_under_load_exits_within_grace_and_loses_nothing() -> anyhow::Re
     let http = reqwest::Client::new();
     let mut submits = TestQueue::bind(&["order.submit"]).await?;
 
-    let mut first = Process::spawn(&settings.service_name, &db)?;
+    let mut first = Process::spawn(&settings.service_name, &db, &[])?;
     first.wait_ready(&http).await?;
     // Order codes no other test uses: every storefront under test consumes every test's events.
     let offset = (u64::from_str_radix(&unique_suffix()[..8], 16)? % 900_000_000) as i64;
@@ -156,7 +89,7 @@ async fn sigterm_under_load_exits_within_grace_and_loses_nothing() -> anyhow::Re
     load.await??;
 
     // A second process (same queues, same database) finishes the rest.
-    let mut second = Process::spawn(&settings.service_name, &db)?;
+    let mut second = Process::spawn(&settings.service_name, &db, &[])?;
     second.wait_ready(&http).await?;
     eventually("every audit applied", || async {
         let (n, _) = applied_audits(&db).await.ok()?;

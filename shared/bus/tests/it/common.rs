@@ -194,6 +194,7 @@ pub fn fast_consumer_config() -> ConsumerConfig {
         reconnect_base: Duration::from_millis(100),
         reconnect_cap: Duration::from_millis(500),
         db_retry_cap: Duration::from_millis(300),
+        ..ConsumerConfig::default()
     }
 }
 
@@ -271,7 +272,7 @@ impl Cleanup {
     pub fn of(t: &Topology) -> Cleanup {
         Cleanup {
             queues: t.queues().into_iter().map(|q| q.name).collect(),
-            exchanges: t.retry_tiers.iter().map(|d| t.tier_name(*d)).collect(),
+            exchanges: t.exchanges(),
         }
     }
 }

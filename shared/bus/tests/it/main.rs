@@ -9,6 +9,7 @@ mod consumer;
 mod faults;
 mod headers;
 mod outbox;
+mod shards;
 mod sqlstate;
 mod topology;
 mod trace;

@@ -160,6 +160,7 @@ fn subscription_settings_and_pool_sizing() {
         batch: 20,
         concurrency: 3,
         partitions: 4,
+        shards: 1,
     };
     let sub = Subscription::new("order.payment", Arc::new(Recorder::default()))
         .with_settings(settings.clone());

@@ -1,0 +1,154 @@
+//! Scale-out with sharded queues (`ORDERBUS_CONSUMER_SHARDS`): three storefront processes on
+//! the same queues and database, one killed with SIGKILL mid-run. Every order's ERP events
+//! are applied once each and in publication order, and the order ends delivered.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use orderbus_storefront::{topology, Settings};
+use orderbus_testkit::{unique_suffix, ErpPublisher, TestDb};
+
+use crate::common::*;
+use crate::consumers::erpstatus;
+
+const ORDERS: usize = 60;
+const SHARDS: usize = 4;
+/// What the ERP sends each order, in this order.
+const SEQUENCE: [i64; 4] = [100, 200, 600, 700];
+
+/// Each order's applied ERP events, in the order they were applied.
+async fn applied_sequences(db: &TestDb, codes: &[i64]) -> anyhow::Result<Vec<(i64, Vec<String>)>> {
+    Ok(sqlx::query_as(
+        "SELECT order_code, array_agg(event ORDER BY id) FROM order_timeline \
+         WHERE order_code = ANY($1) AND applied AND event LIKE 'erp\\_%' \
+         GROUP BY order_code ORDER BY order_code",
+    )
+    .bind(codes)
+    .fetch_all(db.pool())
+    .await?)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_sharded_replicas_keep_each_orders_sequence_when_one_is_killed() -> anyhow::Result<()>
+{
+    let db = TestDb::create().await?;
+    let settings = Settings {
+        service_name: format!("storefront-{}", unique_suffix()),
+        ..Settings::default()
+    };
+    let mut sharded = topology(&settings);
+    for sub in &mut sharded.subscriptions {
+        sub.shards = SHARDS;
+    }
+    let _cleanup = BrokerCleanup::for_topology(sharded);
+    let _erp_routes = erp_routes().await?;
+    let http = reqwest::Client::new();
+    let shards = SHARDS.to_string();
+    let env = [("ORDERBUS_CONSUMER_SHARDS", shards.as_str())];
+    let mut first = Process::spawn(&settings.service_name, &db, &env)?;
+    first.wait_ready(&http).await?;
+    // Order codes no other test uses: every storefront under test consumes every test's events.
+    let offset = (u64::from_str_radix(&unique_suffix()[..8], 16)? % 900_000_000) as i64;
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "ALTER SEQUENCE storefront_order_code_seq RESTART WITH {}",
+        3_000_000_000_000 + offset * 1000
+    )))
+    .execute(db.pool())
+    .await?;
+    let uid = 5151;
+    let mut codes = Vec::with_capacity(ORDERS);
+    for _ in 0..ORDERS {
+        let r = http
+            .post(format!("{}/orders", first.base))
+            .json(&order_body(uid, &[1]))
+            .send()
+            .await?;
+        anyhow::ensure!(r.status() == 201, "create: {}", r.status());
+        let v: serde_json::Value = r.json().await?;
+        codes.push(v["order_code"].as_i64().context("order_code")?);
+    }
+    sqlx::query("UPDATE orders SET status = 'paid' WHERE order_code = ANY($1)")
+        .bind(&codes)
+        .execute(db.pool())
+        .await?;
+    let second = Process::spawn(&settings.service_name, &db, &env)?;
+    let third = Process::spawn(&settings.service_name, &db, &env)?;
+    second.wait_ready(&http).await?;
+    third.wait_ready(&http).await?;
+    eventually("three shard members", || async {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT count(DISTINCT member) FROM orderbus_shard_members \
+             WHERE queue = $1 AND seen_at > clock_timestamp() - interval '2 seconds'",
+        )
+        .bind(format!("{}.order.erpstatus", settings.service_name))
+        .fetch_one(db.pool())
+        .await
+        .ok()?;
+        (n >= 3).then_some(())
+    })
+    .await?;
+
+    let erp = ErpPublisher::connect().await?;
+    for (round, status) in SEQUENCE.iter().enumerate() {
+        for code in &codes {
+            erpstatus(&erp, uid, *code, *status).await?;
+        }
+        if round == 1 {
+            // Half-way: the first process (the one that started first: the sequencer, and
+            // first in line on every shard) dies without a chance to drain.
+            eventually("some 200s applied", || async {
+                let n: i64 = sqlx::query_scalar(
+                    "SELECT count(*) FROM order_timeline WHERE order_code = ANY($1) \
+                     AND event = 'erp_200_stocked' AND applied",
+                )
+                .bind(&codes)
+                .fetch_one(db.pool())
+                .await
+                .ok()?;
+                (n >= 5).then_some(())
+            })
+            .await?;
+            first.child.kill()?;
+            first.child.wait()?;
+        }
+    }
+    eventually("every order delivered", || async {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM orders WHERE order_code = ANY($1) AND status = 'delivered'",
+        )
+        .bind(&codes)
+        .fetch_one(db.pool())
+        .await
+        .ok()?;
+        (n == ORDERS as i64).then_some(())
+    })
+    .await?;
+    // A moment for anything doubled or late to show up.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let sequences = applied_sequences(&db, &codes).await?;
+    let expected = [
+        "erp_100_audited",
+        "erp_200_stocked",
+        "erp_600_shipped",
+        "erp_700_delivered",
+    ];
+    assert_eq!(sequences.len(), ORDERS);
+    for (code, events) in &sequences {
+        assert_eq!(events, &expected, "order {code}");
+    }
+    let refused: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM order_timeline WHERE order_code = ANY($1) AND NOT applied",
+    )
+    .bind(&codes)
+    .fetch_one(db.pool())
+    .await?;
+    assert_eq!(
+        refused, 0,
+        "events refused by the state machine (applied out of order)"
+    );
+    let mut second = second;
+    let mut third = third;
+    second.terminate().await?;
+    third.terminate().await?;
+    Ok(())
+}

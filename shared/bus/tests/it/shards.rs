@@ -1,0 +1,271 @@
+//! Sharded subscriptions (`Subscription::shards`): several replicas on one subscription, each
+//! order's messages applied once each and in publication order, also when a replica dies.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use orderbus_bus::{
+    ConsumerConfig, Consumers, Delivery, Handler, HandlerFuture, Health, Subscription, Topology,
+};
+use orderbus_testkit::{
+    amqp_url, erp_properties, proxy::rewrite_url, proxy::FaultProxy, ErpPublisher,
+};
+use sqlx::postgres::PgPoolOptions;
+use sqlx::PgConnection;
+use tokio_util::sync::CancellationToken;
+
+use crate::common::*;
+
+/// Records the effect (through [`Recorder`]) and which replica applied it.
+#[derive(Clone)]
+struct Tagged {
+    replica: &'static str,
+    inner: Recorder,
+}
+
+impl Handler for Tagged {
+    fn handle<'a>(&'a self, d: &'a Delivery, conn: &'a mut PgConnection) -> HandlerFuture<'a> {
+        Box::pin(async move {
+            self.inner.handle(d, conn).await?;
+            let msg: TestMsg = d.json()?;
+            sqlx::query("INSERT INTO handled_by (replica, key) VALUES ($1, $2)")
+                .bind(self.replica)
+                .bind(&msg.key)
+                .execute(&mut *conn)
+                .await?;
+            Ok(())
+        })
+    }
+}
+
+fn sharded_config() -> ConsumerConfig {
+    ConsumerConfig {
+        shard_heartbeat: Duration::from_millis(200),
+        shard_member_ttl: Duration::from_secs(1),
+        ..fast_consumer_config()
+    }
+}
+
+/// One replica: its own database pool and broker connection (through `proxy`, so it can be
+/// killed), its own handler instance.
+struct Replica {
+    shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<Result<(), orderbus_bus::BusError>>,
+    proxy: FaultProxy,
+}
+
+async fn start_replica(
+    world: &World,
+    replica: &'static str,
+    shape: impl Fn(Arc<dyn Handler>) -> Topology,
+) -> Result<Replica, Box<dyn std::error::Error + Send + Sync>> {
+    let pool = PgPoolOptions::new()
+        .max_connections(8)
+        .connect(world.db.url())
+        .await?;
+    let proxy = FaultProxy::start(rabbit_addr()).await?;
+    let handler = Tagged {
+        replica,
+        inner: Recorder {
+            delay: Duration::from_millis(2),
+            ..Recorder::default()
+        },
+    };
+    let consumers = Consumers::new(
+        shape(Arc::new(handler)),
+        pool,
+        rewrite_url(&amqp_url(), rabbit_addr(), proxy.addr()),
+        Health::new(),
+    )
+    .with_config(sharded_config());
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(consumers.run(shutdown.clone()));
+    Ok(Replica {
+        shutdown,
+        task,
+        proxy,
+    })
+}
+
+impl Replica {
+    /// Like `kill -9`: the process is gone at once, its connections with it.
+    fn kill(&self) {
+        self.task.abort();
+        self.proxy.refuse();
+    }
+
+    async fn stop(self) {
+        self.shutdown.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(10), self.task).await;
+    }
+}
+
+async fn live_members(world: &World) -> i64 {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM orderbus_shard_members \
+         WHERE seen_at > clock_timestamp() - interval '1 second'",
+    )
+    .fetch_one(world.pool())
+    .await
+    .unwrap_or(0)
+}
+
+async fn applied_by(world: &World) -> Result<HashMap<String, i64>, sqlx::Error> {
+    let rows: Vec<(String, i64)> =
+        sqlx::query_as("SELECT replica, count(*) FROM handled_by GROUP BY replica")
+            .fetch_all(world.pool())
+            .await?;
+    Ok(rows.into_iter().collect())
+}
+
+/// Three replicas on a subscription of 4 shards, 40 orders × 10 messages published
+/// interleaved while they run; the first replica (the active sequencer, and first in line on
+/// every shard) is killed mid-run. Every message is applied exactly once, every order's
+/// messages in publication order, all three replicas applied messages before the kill (the
+/// shards were shared out), and the two survivors finished the rest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_share_shards_and_keep_each_orders_sequence_through_a_kill() -> TestResult {
+    let world = World::new().await?;
+    sqlx::query("CREATE TABLE handled_by (replica TEXT NOT NULL, key TEXT NOT NULL)")
+        .execute(world.pool())
+        .await?;
+    let key = world.key("sharded");
+    let shape = |handler: Arc<dyn Handler>| {
+        topology(
+            &world,
+            &key,
+            |s: Subscription| s.prefetch(20).batch(5).shards(4),
+            handler,
+        )
+    };
+    let reference = shape(Arc::new(Recorder::default()));
+    let _cleanup = Cleanup::of(&reference);
+    let declare = orderbus_testkit::connect_amqp().await?;
+    reference.declare(&declare.create_channel().await?).await?;
+
+    let a = start_replica(&world, "a", shape).await?;
+    // The first replica subscribes first everywhere: it is the active sequencer and holds
+    // every shard until the others are members and it yields.
+    wait_until(Duration::from_secs(10), || async {
+        (live_members(&world).await >= 1).then_some(())
+    })
+    .await
+    .ok_or("replica a never joined")?;
+    let b = start_replica(&world, "b", shape).await?;
+    let c = start_replica(&world, "c", shape).await?;
+    wait_until(Duration::from_secs(10), || async {
+        (live_members(&world).await >= 3).then_some(())
+    })
+    .await
+    .ok_or("three replicas never joined")?;
+    // Let every replica see all three and yield the shards that are not its share.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+
+    const ORDERS: usize = 40;
+    const PER_ORDER: usize = 10;
+    let erp = ErpPublisher::connect().await?;
+    let publish_round = |seq: usize| {
+        let erp = &erp;
+        let key = &key;
+        async move {
+            for order in 0..ORDERS {
+                let props = erp_properties().with_correlation_id(format!("{order}").into());
+                erp.publish_with(key, &body(format!("o{order}-{seq}")), props)
+                    .await?;
+            }
+            Ok::<_, orderbus_testkit::TestkitError>(())
+        }
+    };
+    for seq in 0..4 {
+        publish_round(seq).await?;
+    }
+    world
+        .wait_effects(3 * ORDERS as i64, Duration::from_secs(30))
+        .await?;
+    let before_kill = applied_by(&world).await?;
+    a.kill();
+    for seq in 4..PER_ORDER {
+        publish_round(seq).await?;
+    }
+    world
+        .wait_effects((ORDERS * PER_ORDER) as i64, Duration::from_secs(60))
+        .await?;
+    // A moment for anything doubled to show up.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let after = applied_by(&world).await?;
+    b.stop().await;
+    c.stop().await;
+
+    world.assert_exactly_once(ORDERS * PER_ORDER).await?;
+    let mut last_seq = HashMap::<String, usize>::new();
+    for (effect, _) in world.effects().await? {
+        let (order, seq) = effect.split_once('-').ok_or("effect key")?;
+        let seq: usize = seq.parse()?;
+        let expected = last_seq.get(order).map_or(0, |s| s + 1);
+        assert_eq!(seq, expected, "order {order} out of sequence");
+        last_seq.insert(order.to_owned(), seq);
+    }
+    for replica in ["a", "b", "c"] {
+        assert!(
+            before_kill.get(replica).copied().unwrap_or(0) > 0,
+            "replica {replica} applied nothing before the kill: {before_kill:?}"
+        );
+    }
+    let survivors_after =
+        after.get("b").copied().unwrap_or(0) + after.get("c").copied().unwrap_or(0);
+    let survivors_before =
+        before_kill.get("b").copied().unwrap_or(0) + before_kill.get("c").copied().unwrap_or(0);
+    assert!(
+        survivors_after > survivors_before,
+        "the survivors took nothing over: {before_kill:?} → {after:?}"
+    );
+    Ok(())
+}
+
+/// A sharded subscription's queues: the work queue and every shard are single-active-consumer
+/// quorum queues, each shard has its own fanout exchange bound to it, and the pool is sized for
+/// every shard being worked on one replica.
+#[test]
+fn a_sharded_subscription_declares_single_active_consumer_shards() {
+    let topo = Topology::new("sf").subscribe(
+        Subscription::new("order.erpstatus", Arc::new(Recorder::default()))
+            .shards(3)
+            .partitions(2),
+    );
+    let defs = topo.definitions("/");
+    let queues = defs["queues"].as_array().cloned().unwrap_or_default();
+    let sac: Vec<&str> = queues
+        .iter()
+        .filter(|q| q["arguments"]["x-single-active-consumer"] == serde_json::json!(true))
+        .filter_map(|q| q["name"].as_str())
+        .collect();
+    assert_eq!(
+        sac,
+        [
+            "sf.order.erpstatus",
+            "sf.order.erpstatus.shard.0",
+            "sf.order.erpstatus.shard.1",
+            "sf.order.erpstatus.shard.2"
+        ]
+    );
+    for shard in &sac[1..] {
+        assert!(
+            topo.exchanges().iter().any(|e| e == shard),
+            "no exchange {shard}"
+        );
+        assert!(
+            topo.bindings()
+                .iter()
+                .any(|b| b.exchange == *shard && b.queue == *shard),
+            "{shard} not bound"
+        );
+        assert!(
+            defs["orderbus_descriptions"][*shard]
+                .as_str()
+                .is_some_and(|d| d.contains("one replica consumes it at a time")),
+            "{shard} undescribed"
+        );
+    }
+    assert_eq!(topo.pool_connections(), 3 * 2 + 1);
+}
