@@ -66,6 +66,13 @@ struct Args {
     /// `make bench` builds it]. The phase is skipped (and says so) if it does not exist.
     #[arg(long)]
     service_binary: Option<PathBuf>,
+    /// Replica counts of the scale-out curve: that many release binaries with sharded queues
+    /// (`ORDERBUS_CONSUMER_SHARDS`) share the same load; empty to skip.
+    #[arg(long, value_delimiter = ',', default_value = "1,2,3")]
+    replicas: Vec<usize>,
+    /// Shard queues per subscription in the scale-out curve.
+    #[arg(long, default_value_t = 4)]
+    shards: usize,
 }
 
 /// `<workspace>/target/bench/storefront.json`, next to shared/bench's `latest.json`.
@@ -379,20 +386,7 @@ async fn binary_rounds(
     if let Some(dir) = log_path.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    let log = std::fs::File::create(&log_path)?;
-    let mut child = std::process::Command::new(&binary)
-        .env("ORDERBUS_DATABASE_URL", database_url)
-        .env("ORDERBUS_AMQP_URL", orderbus_testkit::amqp_url())
-        .env("ORDERBUS_HTTP_ADDR", "127.0.0.1")
-        .env("ORDERBUS_HTTP_PORT", free_port()?.to_string())
-        .env("ORDERBUS_AUTH", "open")
-        .env("STOREFRONT_SERVICE_NAME", service_name)
-        .env("STOREFRONT_SWEEP_INTERVAL_SECS", "0")
-        .stdin(std::process::Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        .spawn()
-        .with_context(|| format!("starting {}", binary.display()))?;
+    let mut child = spawn_service(&binary, database_url, service_name, &log_path, &[])?;
     let pid = child.id();
     let result = async {
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -452,10 +446,40 @@ async fn binary_rounds(
         Ok(run)
     }
     .await;
-    // SIGTERM: the service drains and exits; killed if it has not within 20 s.
+    terminate(&mut child).await;
+    result
+}
+
+/// Starts the storefront's release binary on the bench's database (output to `log_path`).
+fn spawn_service(
+    binary: &std::path::Path,
+    database_url: &str,
+    service_name: &str,
+    log_path: &std::path::Path,
+    env: &[(&str, String)],
+) -> Result<std::process::Child> {
+    let log = std::fs::File::create(log_path)?;
+    std::process::Command::new(binary)
+        .env("ORDERBUS_DATABASE_URL", database_url)
+        .env("ORDERBUS_AMQP_URL", orderbus_testkit::amqp_url())
+        .env("ORDERBUS_HTTP_ADDR", "127.0.0.1")
+        .env("ORDERBUS_HTTP_PORT", free_port()?.to_string())
+        .env("ORDERBUS_AUTH", "open")
+        .env("STOREFRONT_SERVICE_NAME", service_name)
+        .env("STOREFRONT_SWEEP_INTERVAL_SECS", "0")
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+        .with_context(|| format!("starting {}", binary.display()))
+}
+
+/// SIGTERM: the service drains and exits; killed if it has not within 20 s.
+async fn terminate(child: &mut std::process::Child) {
     let _ = std::process::Command::new("kill")
         .arg("-TERM")
-        .arg(pid.to_string())
+        .arg(child.id().to_string())
         .status();
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
@@ -471,6 +495,94 @@ async fn binary_rounds(
             }
         }
     }
+}
+
+/// Live members of the sharded `queue` (the replicas that announced themselves).
+async fn shard_members(pool: &PgPool, queue: &str) -> Result<i64> {
+    Ok(sqlx::query_scalar(
+        "SELECT count(*) FROM orderbus_shard_members \
+         WHERE queue = $1 AND seen_at > clock_timestamp() - interval '3 seconds'",
+    )
+    .bind(queue)
+    .fetch_one(pool)
+    .await?)
+}
+
+/// The scale-out curve: for each replica count, that many release binaries with sharded
+/// queues (a service name of their own: the queues differ) share one round of the load; msg/s
+/// per replica count. The queues are removed afterwards.
+#[allow(clippy::too_many_arguments)]
+async fn replica_curve(
+    binary: &std::path::Path,
+    pool: &PgPool,
+    conn: &Connection,
+    channel: &Channel,
+    bodies: &[Vec<u8>],
+    args: &Args,
+    database_url: &str,
+    service_name: &str,
+) -> Result<Vec<(usize, f64)>> {
+    let service_name = format!("{service_name}-sharded");
+    let mut topo = topology(&Settings {
+        service_name: service_name.clone(),
+        ..Settings::default()
+    });
+    for sub in &mut topo.subscriptions {
+        sub.shards = args.shards;
+    }
+    let work_queue = topo.work_queue(ROUTING_KEY);
+    let shards = args.shards.to_string();
+    let mut curve = Vec::new();
+    let result = async {
+        for &n in &args.replicas {
+            let mut children = Vec::with_capacity(n);
+            let measured = async {
+                for r in 0..n {
+                    let log = default_out().with_file_name(format!("storefront-replica-{r}.log"));
+                    children.push(spawn_service(
+                        binary,
+                        database_url,
+                        &service_name,
+                        &log,
+                        &[("ORDERBUS_CONSUMER_SHARDS", shards.clone())],
+                    )?);
+                }
+                let deadline = Instant::now() + Duration::from_secs(60);
+                while shard_members(pool, &work_queue).await? < n as i64 {
+                    if Instant::now() > deadline {
+                        bail!("{n} sharded replicas did not all join within 60 s");
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                // One heartbeat round for every replica to yield what is not its share.
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                progress(&format!(
+                    "scale-out: {n} replica(s), {} shards, order.erpstatus 100 x {}",
+                    args.shards,
+                    bodies.len()
+                ));
+                reset(pool).await?;
+                storefront_round(pool, channel, &work_queue, bodies, args).await
+            }
+            .await;
+            for child in &mut children {
+                terminate(child).await;
+            }
+            let rate = measured?;
+            progress(&format!("scale-out: {n} replica(s): {rate:.0} msg/s"));
+            curve.push((n, rate));
+        }
+        Ok(curve)
+    }
+    .await;
+    let bindings: Vec<(String, String)> = topo
+        .bindings()
+        .into_iter()
+        .filter(|b| b.exchange == orderbus_bus::TOPIC_EXCHANGE)
+        .map(|b| (b.queue, b.routing_key))
+        .collect();
+    let queues: Vec<String> = topo.queues().into_iter().map(|q| q.name).collect();
+    remove(conn, &bindings, &queues, &topo.exchanges()).await;
     result
 }
 
@@ -610,11 +722,7 @@ async fn main() -> Result<()> {
         .map(|b| (b.queue, b.routing_key))
         .collect();
     let queues: Vec<String> = topo.queues().into_iter().map(|q| q.name).collect();
-    let exchanges: Vec<String> = topo
-        .retry_tiers
-        .iter()
-        .map(|d| topo.tier_name(*d))
-        .collect();
+    let exchanges: Vec<String> = topo.exchanges();
     let consumer_config = ConsumerConfig::default();
     let described = describe(&settings, &topo, &config, &consumer_config);
     let health = Health::new();
@@ -673,6 +781,22 @@ async fn main() -> Result<()> {
         }
         (Err(_), _) => None,
     };
+    let curve = match (&measured, &binary_run) {
+        (Ok(_), Some(Ok(b))) if !args.replicas.is_empty() => Some(
+            replica_curve(
+                &b.binary,
+                &pool,
+                &conn,
+                &channel,
+                &bodies,
+                &args,
+                db.url(),
+                &settings.service_name,
+            )
+            .await,
+        ),
+        _ => None,
+    };
     progress("removing the bench's queues");
     remove(&conn, &bindings, &queues, &exchanges).await;
     conn.close(200, "bench done".into()).await.ok();
@@ -680,6 +804,7 @@ async fn main() -> Result<()> {
     drop(db);
     let m = measured?;
     let binary_run = binary_run.transpose()?;
+    let curve = curve.transpose()?.unwrap_or_default();
     let machine = machine();
 
     let bare_publish = median(m.bare_publish.clone());
@@ -738,6 +863,22 @@ async fn main() -> Result<()> {
             b.rss_hwm_mb
         );
     }
+    if let Some((_, one)) = curve.first() {
+        let points: Vec<String> = curve
+            .iter()
+            .map(|(n, r)| {
+                format!(
+                    "{n}: {r:.0} msg/s (×{:.2})",
+                    if *one > 0.0 { r / one } else { 0.0 }
+                )
+            })
+            .collect();
+        println!(
+            "  scale-out, release binaries with {} shards (replicas: rate, ÷ 1 replica): {}",
+            args.shards,
+            points.join(", ")
+        );
+    }
     println!("  machine: {machine}");
 
     let binary_json = binary_run.as_ref().map(|b| {
@@ -753,6 +894,10 @@ async fn main() -> Result<()> {
     let result = json!({
         "machine": machine,
         "release_binary": binary_json,
+        "scale_out": {
+            "shards": args.shards,
+            "curve": curve.iter().map(|(n, r)| json!({"replicas": n, "erpstatus_per_s": r})).collect::<Vec<_>>(),
+        },
         "bare_consume_per_s": bare,
         "storefront_erpstatus_per_s": store,
         "ratio": ratio,
