@@ -13,9 +13,11 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use base64::Engine;
 use deadpool_lapin::lapin::{
-    options::{BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions},
+    options::{BasicConsumeOptions, BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions},
+    types::FieldTable,
     BasicProperties, Connection, ConnectionProperties, ErrorKind,
 };
+use futures::StreamExt;
 use orderbus_contracts::{Party, RoutingKey};
 use orderbus_runtime::{CancellationToken, Config, Secret};
 use orderbus_testkit::{amqp_url, run_cleanup, unique_suffix, TestDb};
@@ -185,21 +187,27 @@ impl TestBroker {
     }
 
     /// Waits until `queue` holds a message and returns its routing key.
+    /// The routing key of the next message in `queue`. A consumer, not `basic.get`: sharded
+    /// work queues are single-active-consumer quorum queues, which refuse `basic.get`.
     async fn wait_for_message(&self, conn: &Connection, queue: &str) -> Result<String> {
         let channel = conn.create_channel().await?;
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(m) = channel
-                .basic_get(queue.into(), BasicGetOptions { no_ack: true })
-                .await?
-            {
-                return Ok(m.delivery.routing_key.to_string());
-            }
-            if Instant::now() > deadline {
-                bail!("nothing arrived in {queue}");
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let mut consumer = channel
+            .basic_consume(
+                queue.into(),
+                format!("deploy-test-{}", unique_suffix()).as_str().into(),
+                BasicConsumeOptions {
+                    no_ack: true,
+                    ..BasicConsumeOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await?;
+        let next = tokio::time::timeout(Duration::from_secs(20), consumer.next())
+            .await
+            .map_err(|_| anyhow::anyhow!("nothing arrived in {queue}"))?;
+        let delivery = next.with_context(|| format!("the consumer of {queue} ended"))??;
+        let _ = channel.close(200, "done".into()).await;
+        Ok(delivery.routing_key.to_string())
     }
 }
 
@@ -385,6 +393,8 @@ async fn deploy_retry_tier_round_trip_works_under_the_storefront_user() -> Resul
     config.shutdown_grace = Duration::from_secs(5);
     // Only the broker side is under test here; the HTTP API is not called.
     config.auth = orderbus_runtime::auth::AuthSettings::open();
+    // The queues as deployed (sharded): the generated ones carry those arguments.
+    config.topology = orderbus_e2e::configmap_topology(&orderbus_e2e::deploy_dir(), "storefront")?;
     let settings = orderbus_storefront::Settings {
         sweep_interval: None,
         ..orderbus_storefront::Settings::default()
@@ -451,11 +461,13 @@ async fn deploy_retry_tier_round_trip_works_under_the_storefront_user() -> Resul
     Ok(())
 }
 
-/// The value of `name{queue="…"}` in a Prometheus text exposition (0 when absent).
+/// The sum of `name{queue="…"}` over `queue` and its shard queues (`<queue>.shard.<n>`: the
+/// deployed storefront is sharded) in a Prometheus text exposition (0 when absent).
 fn metric_value(text: &str, name: &str, queue: &str) -> f64 {
-    let label = format!("queue=\"{queue}\"");
+    let exact = format!("queue=\"{queue}\"");
+    let shard = format!("queue=\"{queue}.shard.");
     text.lines()
-        .filter(|l| l.starts_with(name) && l.contains(&label))
+        .filter(|l| l.starts_with(name) && (l.contains(&exact) || l.contains(&shard)))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
 }

@@ -27,7 +27,7 @@ pub mod telemetry;
 pub use auth::{ApiKeyArgs, ApiKeys, Auth, AuthSettings, Policy};
 pub use config::{
     parse_duration, redact_url, AuthMode, Config, ConfigError, LogArgs, LogFormat, RuntimeArgs,
-    Secret,
+    Secret, TopologyOverrides,
 };
 pub use db::{
     create_database_if_missing, is_unavailable, pool, unavailable_response, CreateDatabaseError,

@@ -136,15 +136,22 @@ fn topologies(users: &[BrokerUser]) -> Vec<&Topology> {
     users.iter().filter_map(|u| u.topology.as_ref()).collect()
 }
 
-/// Deployed services plus the outside systems on the bus.
-fn broker_users() -> Vec<BrokerUser> {
+/// Deployed services (with their ConfigMaps' queue settings) plus the outside systems on the
+/// bus.
+fn broker_users(deploy_dir: &std::path::Path) -> Result<Vec<BrokerUser>> {
     let mut users = deployed_services();
+    for user in &mut users {
+        if let Some(topology) = user.topology.take() {
+            let overrides = orderbus_e2e::configmap_topology(deploy_dir, user.name)?;
+            user.topology = Some(overrides.apply(topology));
+        }
+    }
     users.push(BrokerUser {
         name: "erp",
         party: Party::Erp,
         topology: None,
     });
-    users
+    Ok(users)
 }
 
 fn main() -> ExitCode {
@@ -161,7 +168,7 @@ fn main() -> ExitCode {
 
 /// Returns whether everything on disk is as generated (always true when writing).
 fn run(args: &Args) -> Result<bool> {
-    let users = broker_users();
+    let users = broker_users(&args.deploy_dir)?;
     check_topologies_match_contracts(&users)?;
     let files = generate(&users)?;
     let generated_dirs = ["generated", "base/generated"];
