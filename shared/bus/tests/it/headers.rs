@@ -69,10 +69,24 @@ fn forged_headers() -> FieldTable {
 /// (not parked as "exhausted") and applied on attempt 2 — so the retry path's own headers count.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forged_bus_headers_from_a_publisher_are_ignored() -> TestResult {
+    forged_headers_from_a_publisher(|s| s).await
+}
+
+/// The same on a sharded subscription: the sequencer drops the forged headers before it
+/// forwards the message (the shard trusts what comes through its own exchange), and the retry
+/// goes from the shard queue through the tier back to the same shard.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_bus_headers_are_ignored_on_a_sharded_subscription() -> TestResult {
+    forged_headers_from_a_publisher(|s| s.shards(3)).await
+}
+
+async fn forged_headers_from_a_publisher(
+    shape: impl FnOnce(orderbus_bus::Subscription) -> orderbus_bus::Subscription,
+) -> TestResult {
     let world = World::new().await?;
     let key = world.key("forged");
     let handler = FailsOnce::default();
-    let topo = topology(&world, &key, |s| s, Arc::new(handler.clone()));
+    let topo = topology(&world, &key, shape, Arc::new(handler.clone()));
     let parking = topo.parking_queue();
     let _cleanup = Cleanup::of(&topo);
     let running = spawn_consumers(topo, world.pool().clone(), &amqp_url());
