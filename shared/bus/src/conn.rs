@@ -3,7 +3,11 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use deadpool_lapin::lapin::{types::LongString, Channel, Connection, ConnectionProperties};
+use deadpool_lapin::lapin::{
+    options::{BasicConsumeOptions, BasicQosOptions},
+    types::{FieldTable, LongString, ShortString},
+    Channel, Connection, ConnectionProperties, Consumer,
+};
 use rand::Rng;
 
 use crate::error::BusError;
@@ -75,6 +79,42 @@ async fn connect_one(url: &str, name: &str, timeout: Duration) -> Result<Connect
             after: timeout,
         })?
         .map_err(BusError::from)
+}
+
+/// A new channel consuming `queue` (tag `tag`) with `prefetch` unacked deliveries at most;
+/// every step bounded by `timeout`.
+pub(crate) async fn subscribe(
+    conn: &Connection,
+    queue: &str,
+    tag: &str,
+    prefetch: u16,
+    timeout: Duration,
+) -> Result<(Channel, Consumer), BusError> {
+    let timed_out = |what| BusError::Timeout {
+        what,
+        after: timeout,
+    };
+    let channel = tokio::time::timeout(timeout, conn.create_channel())
+        .await
+        .map_err(|_| timed_out("create channel"))??;
+    tokio::time::timeout(
+        timeout,
+        channel.basic_qos(prefetch, BasicQosOptions::default()),
+    )
+    .await
+    .map_err(|_| timed_out("basic.qos"))??;
+    let consumer = tokio::time::timeout(
+        timeout,
+        channel.basic_consume(
+            ShortString::from(queue),
+            ShortString::from(tag),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        ),
+    )
+    .await
+    .map_err(|_| timed_out("basic.consume"))??;
+    Ok((channel, consumer))
 }
 
 /// Closes a connection without waiting long on a dead socket.

@@ -38,6 +38,7 @@ pub(crate) async fn run_partitioned(
         return Ok(());
     };
     let (queue, handler, n) = (first.queue.clone(), first.sub.handler.clone(), lanes.len());
+    let shard_deliveries = first.shard_deliveries.clone();
     let busy = Arc::new(AtomicUsize::new(0));
     let mut senders = Vec::with_capacity(n);
     let mut tasks = JoinSet::new();
@@ -72,6 +73,9 @@ pub(crate) async fn run_partitioned(
             },
             next = consumer.next() => match next {
                 Some(Ok(d)) => {
+                    if let Some(counter) = &shard_deliveries {
+                        counter.fetch_add(1, Ordering::Relaxed);
+                    }
                     let key = handler.partition_key(&d.data).or_else(|| {
                         d.properties.correlation_id().as_ref().map(|c| c.as_str().to_owned())
                     });

@@ -11,23 +11,22 @@
 //! shards that are not its share (shard `i` belongs to the `i mod m`-th of the `m` sorted
 //! members): it finishes the batch in hand, closes that shard's channel (the broker puts the
 //! unstarted deliveries back at the head of the queue and activates the next consumer in line)
-//! and subscribes again at the end of the line. After one round of yields the member a shard
-//! belongs to is first in its line.
+//! and subscribes again at the end of the line. Views can differ for a moment (a member sees
+//! two of three, another all three), and a yield made under such a view can leave the owner
+//! behind a non-owner; so at every heartbeat a replica also yields a shard that is not its
+//! share but delivered to it since the last one (only the active consumer receives
+//! deliveries). Every such yield puts a non-owner behind the owner, so the owner ends first.
 
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use deadpool_lapin::lapin::{
-    options::{BasicConsumeOptions, BasicQosOptions},
-    types::{FieldTable, ShortString},
-    Channel, Connection,
-};
+use deadpool_lapin::lapin::{Channel, Connection};
 use sqlx::PgPool;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::ConsumerConfig;
-use crate::conn::close_channel_quietly;
+use crate::conn::{close_channel_quietly, subscribe};
 use crate::error::{BusError, Chain};
 use crate::members;
 use crate::partition::run_partitioned;
@@ -56,6 +55,21 @@ struct Lane {
     channels: Vec<Channel>,
     /// Times it went to the back of the shard's line (for the consumer tag).
     round: usize,
+    /// Deliveries its worker received (only the shard's active consumer receives any).
+    deliveries: Arc<AtomicU64>,
+    /// `deliveries` at the previous heartbeat.
+    seen: u64,
+}
+
+impl Lane {
+    /// Whether deliveries arrived since the last call: this replica is the shard's active
+    /// consumer.
+    fn got_deliveries(&mut self) -> bool {
+        let now = self.deliveries.load(Ordering::Relaxed);
+        let got = now != self.seen;
+        self.seen = now;
+        got
+    }
 }
 
 impl ShardSet {
@@ -93,17 +107,26 @@ impl ShardSet {
             let Some(live) = self.heartbeat(&work).await else {
                 continue;
             };
-            if live == view {
-                continue;
-            }
+            let changed = live != view;
             let mine = members::preferred(shards.len(), &live, &self.member);
-            let share: Vec<usize> = (0..shards.len()).filter(|i| mine[*i]).collect();
-            tracing::info!(queue = %work, replicas = live.len(), shards = ?share, "shard members changed; yielding the other shards");
-            metrics::gauge!("orderbus_shard_members", "queue" => work.clone())
-                .set(live.len() as f64);
-            view = live;
+            if changed {
+                let share: Vec<usize> = (0..shards.len()).filter(|i| mine[*i]).collect();
+                tracing::info!(queue = %work, replicas = live.len(), shards = ?share, "shard members changed; yielding the other shards");
+                metrics::gauge!("orderbus_shard_members", "queue" => work.clone())
+                    .set(live.len() as f64);
+                view = live;
+            }
             for (i, lane) in lanes.iter_mut().enumerate() {
-                if !mine[i] {
+                // On a change of members every shard that is not ours goes to the back of its
+                // line; and at any heartbeat a shard that is not ours but delivered to us since
+                // the last one (we are its active consumer: members whose views differed for a
+                // moment may have yielded in an order that left its owner behind us) goes
+                // too, so the owner ends up first.
+                let active = lane.got_deliveries();
+                if !mine[i] && (changed || active) {
+                    if active && !changed {
+                        tracing::debug!(shard = %shards[i], "active on a shard that is not ours; yielding it");
+                    }
                     let round = lane.round + 1;
                     self.close(lane).await?;
                     *lane = self.open(&shards[i], i, round, &stop).await?;
@@ -119,8 +142,13 @@ impl ShardSet {
                 for lane in &mut lanes {
                     self.close(lane).await?;
                 }
-                if let Err(e) = members::leave(&self.pool, &work, &self.member).await {
-                    tracing::warn!(queue = %work, error = %Chain(&e), "could not leave the shard membership (it expires)");
+                let left = tokio::time::timeout(
+                    self.config.db_timeout,
+                    members::leave(&self.pool, &work, &self.member),
+                )
+                .await;
+                if !matches!(left, Ok(Ok(()))) {
+                    tracing::warn!(queue = %work, "could not leave the shard membership; it expires by itself");
                 }
                 Ok(())
             }
@@ -157,29 +185,16 @@ impl ShardSet {
         round: usize,
         stop: &CancellationToken,
     ) -> Result<Lane, BusError> {
-        let t = self.config.connect_timeout;
-        let timeout_err = |what| BusError::Timeout { what, after: t };
-        let channel = tokio::time::timeout(t, self.conn.create_channel())
-            .await
-            .map_err(|_| timeout_err("create channel"))??;
-        tokio::time::timeout(
-            t,
-            channel.basic_qos(self.sub.prefetch, BasicQosOptions::default()),
+        let (channel, consumer) = subscribe(
+            &self.conn,
+            shard,
+            &format!("{shard}.g{}.{}.r{round}", self.gen, self.member),
+            self.sub.prefetch,
+            self.config.connect_timeout,
         )
-        .await
-        .map_err(|_| timeout_err("basic.qos"))??;
-        let consumer = tokio::time::timeout(
-            t,
-            channel.basic_consume(
-                ShortString::from(shard),
-                ShortString::from(format!("{shard}.g{}.{}.r{round}", self.gen, self.member)),
-                BasicConsumeOptions::default(),
-                FieldTable::default(),
-            ),
-        )
-        .await
-        .map_err(|_| timeout_err("basic.consume"))??;
+        .await?;
         let mut channels = vec![channel];
+        let deliveries = Arc::new(AtomicU64::new(0));
         let mut workers = Vec::with_capacity(self.sub.partitions.max(1));
         for _ in 0..self.sub.partitions.max(1) {
             let publisher = Publisher::open(
@@ -199,7 +214,7 @@ impl ShardSet {
                 gen: self.gen,
                 current: self.current.clone(),
                 tier_queues: self.topology.tier_queues(),
-                sharded: true,
+                shard_deliveries: Some(deliveries.clone()),
             });
         }
         let lane_stop = stop.child_token();
@@ -214,6 +229,8 @@ impl ShardSet {
             task,
             channels,
             round,
+            deliveries,
+            seen: 0,
         })
     }
 

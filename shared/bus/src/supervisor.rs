@@ -4,18 +4,14 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use deadpool_lapin::lapin::{
-    options::{BasicConsumeOptions, BasicQosOptions},
-    types::{FieldTable, ShortString},
-    Connection, Event,
-};
+use deadpool_lapin::lapin::{Connection, Event};
 use futures::StreamExt;
 use sqlx::PgPool;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::ConsumerConfig;
-use crate::conn::{close_channel_quietly, close_quietly, connect, Backoff};
+use crate::conn::{close_channel_quietly, close_quietly, connect, subscribe, Backoff};
 use crate::error::{BusError, Chain};
 use crate::health::Health;
 use crate::partition::run_partitioned;
@@ -155,26 +151,14 @@ impl Consumers {
             // Competing consumers: each worker has its own channel, so its acks and its
             // generation check only ever concern deliveries of that channel.
             for w in 0..sub.concurrency.max(1) {
-                let channel = tokio::time::timeout(t, conn.create_channel())
-                    .await
-                    .map_err(|_| timeout_err("create channel"))??;
-                tokio::time::timeout(
+                let (channel, consumer) = subscribe(
+                    conn,
+                    &queue,
+                    &format!("{queue}.g{gen}.{i}.{w}"),
+                    sub.prefetch,
                     t,
-                    channel.basic_qos(sub.prefetch, BasicQosOptions::default()),
                 )
-                .await
-                .map_err(|_| timeout_err("basic.qos"))??;
-                let consumer = tokio::time::timeout(
-                    t,
-                    channel.basic_consume(
-                        ShortString::from(queue.clone()),
-                        ShortString::from(format!("{queue}.g{gen}.{i}.{w}")),
-                        BasicConsumeOptions::default(),
-                        FieldTable::default(),
-                    ),
-                )
-                .await
-                .map_err(|_| timeout_err("basic.consume"))??;
+                .await?;
                 channels.push(channel.clone());
                 // Own confirm channel per worker and partition: one publish in flight per
                 // channel keeps returned-message attribution exact.
@@ -197,7 +181,7 @@ impl Consumers {
                         gen,
                         current: self.generation.clone(),
                         tier_queues: self.topology.tier_queues(),
-                        sharded: false,
+                        shard_deliveries: None,
                     });
                 }
                 match (lanes.len(), lanes.pop()) {
@@ -268,29 +252,15 @@ impl Consumers {
         stop: &CancellationToken,
         tasks: &mut JoinSet<Result<(), BusError>>,
     ) -> Result<Vec<deadpool_lapin::lapin::Channel>, BusError> {
-        let t = self.config.connect_timeout;
-        let timeout_err = |what| BusError::Timeout { what, after: t };
         let queue = self.topology.work_queue(&sub.pattern);
-        let channel = tokio::time::timeout(t, conn.create_channel())
-            .await
-            .map_err(|_| timeout_err("create channel"))??;
-        tokio::time::timeout(
-            t,
-            channel.basic_qos(sub.prefetch, BasicQosOptions::default()),
+        let (channel, consumer) = subscribe(
+            conn,
+            &queue,
+            &format!("{queue}.g{gen}.{i}.sequencer.{}", self.member),
+            sub.prefetch,
+            self.config.connect_timeout,
         )
-        .await
-        .map_err(|_| timeout_err("basic.qos"))??;
-        let consumer = tokio::time::timeout(
-            t,
-            channel.basic_consume(
-                ShortString::from(queue.clone()),
-                ShortString::from(format!("{queue}.g{gen}.{i}.sequencer.{}", self.member)),
-                BasicConsumeOptions::default(),
-                FieldTable::default(),
-            ),
-        )
-        .await
-        .map_err(|_| timeout_err("basic.consume"))??;
+        .await?;
         let publisher = Publisher::open(
             conn,
             self.topology.service.clone(),

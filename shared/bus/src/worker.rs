@@ -92,8 +92,10 @@ pub(crate) struct Worker {
     /// Names of the service's retry-tier queues: only deliveries returning from them keep
     /// their `x-orderbus-*` headers.
     pub(crate) tier_queues: Vec<String>,
-    /// Consumes a shard queue, fed by the service's own sequencer (see [`Delivery::from_raw`]).
-    pub(crate) sharded: bool,
+    /// Set when it consumes a shard queue (fed by the service's own sequencer, see
+    /// [`Delivery::from_raw`]): counts the deliveries it receives, so the shard set knows which
+    /// shards this replica is the active consumer of.
+    pub(crate) shard_deliveries: Option<Arc<AtomicU64>>,
 }
 
 impl Worker {
@@ -124,6 +126,7 @@ impl Worker {
                     }
                 }
             };
+            self.count_delivery();
             if stop.is_cancelled() {
                 // Draining: leave it unacked; the broker requeues it when the channel closes.
                 return Ok(());
@@ -181,6 +184,13 @@ impl Worker {
         }
     }
 
+    /// Notes that a delivery arrived (shard queues only).
+    pub(crate) fn count_delivery(&self) {
+        if let Some(n) = &self.shard_deliveries {
+            n.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
     fn abandoned(&self, e: BusError) -> BusError {
         abandoned(&self.queue, e)
     }
@@ -195,7 +205,14 @@ impl Worker {
         }
         let ds: Vec<Delivery> = batch
             .iter()
-            .map(|r| Delivery::from_raw(r, &self.queue, &self.tier_queues, self.sharded))
+            .map(|r| {
+                Delivery::from_raw(
+                    r,
+                    &self.queue,
+                    &self.tier_queues,
+                    self.shard_deliveries.is_some(),
+                )
+            })
             .collect();
         let started = Instant::now();
         match self.run_tx(&ds, stop).await {
@@ -232,7 +249,12 @@ impl Worker {
         raw: &RawDelivery,
         stop: &CancellationToken,
     ) -> Result<(), BusError> {
-        let d = Delivery::from_raw(raw, &self.queue, &self.tier_queues, self.sharded);
+        let d = Delivery::from_raw(
+            raw,
+            &self.queue,
+            &self.tier_queues,
+            self.shard_deliveries.is_some(),
+        );
         let span = d.span();
         self.settle_one(raw, d, stop).instrument(span).await
     }

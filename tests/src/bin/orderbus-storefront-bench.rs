@@ -131,6 +131,18 @@ async fn bare_round(
 /// Unbinds from `amq.topic` first and lets in-flight routing settle before deleting: deleting a
 /// bound quorum queue while someone publishes to it can fail the publisher's channel on 3.10.
 /// Best effort; a fresh channel per step because a refused step closes its channel.
+/// Removes `topo`'s queues and exchanges (its `amq.topic` bindings first).
+async fn remove_topology(conn: &Connection, topo: &Topology) {
+    let bindings: Vec<(String, String)> = topo
+        .bindings()
+        .into_iter()
+        .filter(|b| b.exchange == orderbus_bus::TOPIC_EXCHANGE)
+        .map(|b| (b.queue, b.routing_key))
+        .collect();
+    let queues: Vec<String> = topo.queues().into_iter().map(|q| q.name).collect();
+    remove(conn, &bindings, &queues, &topo.exchanges()).await;
+}
+
 async fn remove(
     conn: &Connection,
     bindings: &[(String, String)],
@@ -575,14 +587,7 @@ async fn replica_curve(
         Ok(curve)
     }
     .await;
-    let bindings: Vec<(String, String)> = topo
-        .bindings()
-        .into_iter()
-        .filter(|b| b.exchange == orderbus_bus::TOPIC_EXCHANGE)
-        .map(|b| (b.queue, b.routing_key))
-        .collect();
-    let queues: Vec<String> = topo.queues().into_iter().map(|q| q.name).collect();
-    remove(conn, &bindings, &queues, &topo.exchanges()).await;
+    remove_topology(conn, &topo).await;
     result
 }
 
@@ -715,14 +720,7 @@ async fn main() -> Result<()> {
     // The storefront's consumers only (all eight subscriptions, as the service runs them).
     let topo = topology(&settings);
     let work_queue = topo.work_queue(ROUTING_KEY);
-    let bindings: Vec<(String, String)> = topo
-        .bindings()
-        .into_iter()
-        .filter(|b| b.exchange == orderbus_bus::TOPIC_EXCHANGE)
-        .map(|b| (b.queue, b.routing_key))
-        .collect();
-    let queues: Vec<String> = topo.queues().into_iter().map(|q| q.name).collect();
-    let exchanges: Vec<String> = topo.exchanges();
+    let removal = topo.clone();
     let consumer_config = ConsumerConfig::default();
     let described = describe(&settings, &topo, &config, &consumer_config);
     let health = Health::new();
@@ -798,7 +796,7 @@ async fn main() -> Result<()> {
         _ => None,
     };
     progress("removing the bench's queues");
-    remove(&conn, &bindings, &queues, &exchanges).await;
+    remove_topology(&conn, &removal).await;
     conn.close(200, "bench done".into()).await.ok();
     pool.close().await;
     drop(db);

@@ -133,16 +133,7 @@ impl Harness {
     }
 
     async fn wait_ready(&self) -> anyhow::Result<()> {
-        eventually("service ready", || async {
-            let r = self
-                .http
-                .get(format!("{}/readyz", self.base))
-                .send()
-                .await
-                .ok()?;
-            r.status().is_success().then_some(())
-        })
-        .await
+        ready_at(&self.http, &self.base).await
     }
 
     /// Drains the service; its queues and tier exchanges go when the harness is dropped.
@@ -440,15 +431,43 @@ impl Process {
     }
 
     pub async fn wait_ready(&self, http: &reqwest::Client) -> anyhow::Result<()> {
-        eventually("storefront process ready", || async {
+        ready_at(http, &self.base).await
+    }
+
+    /// `n` orders of `uid` created through this process's `POST /orders`, then marked paid.
+    /// Their codes start at `code_base` plus a random offset: no other test uses them (every
+    /// storefront under test consumes every test's ERP events).
+    pub async fn paid_orders(
+        &self,
+        db: &TestDb,
+        http: &reqwest::Client,
+        uid: i64,
+        n: usize,
+        code_base: i64,
+    ) -> anyhow::Result<Vec<i64>> {
+        let offset = (u64::from_str_radix(&unique_suffix()[..8], 16)? % 900_000_000) as i64;
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "ALTER SEQUENCE storefront_order_code_seq RESTART WITH {}",
+            code_base + offset * 1000
+        )))
+        .execute(db.pool())
+        .await?;
+        let mut codes = Vec::with_capacity(n);
+        for _ in 0..n {
             let r = http
-                .get(format!("{}/readyz", self.base))
+                .post(format!("{}/orders", self.base))
+                .json(&order_body(uid, &[1]))
                 .send()
-                .await
-                .ok()?;
-            r.status().is_success().then_some(())
-        })
-        .await
+                .await?;
+            anyhow::ensure!(r.status() == 201, "create: {}", r.status());
+            let v: Value = r.json().await?;
+            codes.push(v["order_code"].as_i64().context("order_code")?);
+        }
+        sqlx::query("UPDATE orders SET status = 'paid' WHERE order_code = ANY($1)")
+            .bind(&codes)
+            .execute(db.pool())
+            .await?;
+        Ok(codes)
     }
 
     /// Sends SIGTERM and waits for the exit; returns how long it took.
@@ -470,4 +489,13 @@ impl Drop for Process {
             let _ = self.child.wait();
         }
     }
+}
+
+/// Waits until the service at `base` answers `/readyz` with success.
+async fn ready_at(http: &reqwest::Client, base: &str) -> anyhow::Result<()> {
+    eventually("service ready", || async {
+        let r = http.get(format!("{base}/readyz")).send().await.ok()?;
+        r.status().is_success().then_some(())
+    })
+    .await
 }

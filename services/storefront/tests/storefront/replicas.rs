@@ -4,7 +4,6 @@
 
 use std::time::Duration;
 
-use anyhow::Context;
 use orderbus_storefront::{topology, Settings};
 use orderbus_testkit::{unique_suffix, ErpPublisher, TestDb};
 
@@ -47,29 +46,9 @@ async fn three_sharded_replicas_keep_each_orders_sequence_when_one_is_killed() -
     let env = [("ORDERBUS_CONSUMER_SHARDS", shards.as_str())];
     let mut first = Process::spawn(&settings.service_name, &db, &env)?;
     first.wait_ready(&http).await?;
-    // Order codes no other test uses: every storefront under test consumes every test's events.
-    let offset = (u64::from_str_radix(&unique_suffix()[..8], 16)? % 900_000_000) as i64;
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "ALTER SEQUENCE storefront_order_code_seq RESTART WITH {}",
-        3_000_000_000_000 + offset * 1000
-    )))
-    .execute(db.pool())
-    .await?;
     let uid = 5151;
-    let mut codes = Vec::with_capacity(ORDERS);
-    for _ in 0..ORDERS {
-        let r = http
-            .post(format!("{}/orders", first.base))
-            .json(&order_body(uid, &[1]))
-            .send()
-            .await?;
-        anyhow::ensure!(r.status() == 201, "create: {}", r.status());
-        let v: serde_json::Value = r.json().await?;
-        codes.push(v["order_code"].as_i64().context("order_code")?);
-    }
-    sqlx::query("UPDATE orders SET status = 'paid' WHERE order_code = ANY($1)")
-        .bind(&codes)
-        .execute(db.pool())
+    let codes = first
+        .paid_orders(&db, &http, uid, ORDERS, 3_000_000_000_000)
         .await?;
     let second = Process::spawn(&settings.service_name, &db, &env)?;
     let third = Process::spawn(&settings.service_name, &db, &env)?;

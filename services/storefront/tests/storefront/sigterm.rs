@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use anyhow::{anyhow, Context};
+use anyhow::anyhow;
 use orderbus_storefront::Settings;
 use orderbus_testkit::{unique_suffix, ErpPublisher, TestDb, TestQueue};
 use serde_json::json;
@@ -36,30 +36,9 @@ async fn sigterm_under_load_exits_within_grace_and_loses_nothing() -> anyhow::Re
 
     let mut first = Process::spawn(&settings.service_name, &db, &[])?;
     first.wait_ready(&http).await?;
-    // Order codes no other test uses: every storefront under test consumes every test's events.
-    let offset = (u64::from_str_radix(&unique_suffix()[..8], 16)? % 900_000_000) as i64;
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "ALTER SEQUENCE storefront_order_code_seq RESTART WITH {}",
-        2_000_000_000_000 + offset * 1000
-    )))
-    .execute(db.pool())
-    .await?;
-
     let uid = 4242;
-    let mut codes = Vec::with_capacity(ORDERS);
-    for _ in 0..ORDERS {
-        let r = http
-            .post(format!("{}/orders", first.base))
-            .json(&order_body(uid, &[1]))
-            .send()
-            .await?;
-        anyhow::ensure!(r.status() == 201, "create: {}", r.status());
-        let v: serde_json::Value = r.json().await?;
-        codes.push(v["order_code"].as_i64().context("order_code")?);
-    }
-    sqlx::query("UPDATE orders SET status = 'paid' WHERE order_code = ANY($1)")
-        .bind(&codes)
-        .execute(db.pool())
+    let codes = first
+        .paid_orders(&db, &http, uid, ORDERS, 2_000_000_000_000)
         .await?;
 
     // The load: one audit (100) per order, published while SIGTERM arrives.

@@ -105,6 +105,23 @@ impl World {
     }
 }
 
+impl World {
+    /// Asserts that the effects `o<order>-<seq>` of every order were applied in sequence (0,
+    /// 1, 2, … in the order of `effects.id`: one order's effects are never concurrent, so a
+    /// later id is a later commit).
+    pub async fn assert_each_order_in_sequence(&self) -> TestResult {
+        let mut last_seq = std::collections::HashMap::<String, u32>::new();
+        for (effect, _) in self.effects().await? {
+            let (order, seq) = effect.split_once('-').ok_or("effect key")?;
+            let seq: u32 = seq.parse()?;
+            let expected = last_seq.get(order).map_or(0, |s| s + 1);
+            assert_eq!(seq, expected, "order {order} out of sequence");
+            last_seq.insert(order.to_owned(), seq);
+        }
+        Ok(())
+    }
+}
+
 /// Polls `f` every 50 ms until it returns Some or `limit` passes.
 pub async fn wait_until<T, F, Fut>(limit: Duration, mut f: F) -> Option<T>
 where

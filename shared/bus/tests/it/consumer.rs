@@ -454,14 +454,7 @@ async fn partitions_run_orders_in_parallel_and_each_order_in_sequence() -> TestR
 
     assert_eq!(parked, 5);
     world.assert_exactly_once(200).await?;
-    let mut last_seq = std::collections::HashMap::<String, u32>::new();
-    for (effect, _) in world.effects().await? {
-        let (order, seq) = effect.split_once('-').ok_or("effect key")?;
-        let seq: u32 = seq.parse()?;
-        let expected = last_seq.get(order).map_or(0, |s| s + 1);
-        assert_eq!(seq, expected, "order {order} out of sequence");
-        last_seq.insert(order.to_owned(), seq);
-    }
+    world.assert_each_order_in_sequence().await?;
     assert!(
         handler.most.load(std::sync::atomic::Ordering::SeqCst) > 1,
         "partitions never overlapped"
