@@ -33,7 +33,8 @@ pub struct Subscription {
     /// sequencer (single active consumer across replicas) that forwards each message, keyed by
     /// order, to one of `shards` shard queues; each shard has one active consumer at a time,
     /// and the replicas share the shards between them. One order's messages stay in order
-    /// however many replicas run (see the README, "Shards").
+    /// however many replicas run (see the README, "Shards"). `concurrency` does not apply to a
+    /// sharded subscription (the shards are its competing consumers).
     pub shards: usize,
     /// What the queue is for (exported in the definitions).
     pub description: String,
