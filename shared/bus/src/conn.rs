@@ -81,15 +81,58 @@ async fn connect_one(url: &str, name: &str, timeout: Duration) -> Result<Connect
         .map_err(BusError::from)
 }
 
+/// The channel of a consumer, holding the consumer registered until the channel is closed.
+///
+/// Dropping the last handle of a lapin `Consumer` sends `basic.cancel`. On a
+/// single-active-consumer queue the broker then activates the next consumer at once, while the
+/// deliveries this one has not acked stay checked out to it; they return to the queue only
+/// when the channel closes, behind what the next consumer has received meanwhile: one order's
+/// messages out of sequence. Closing the channel while the consumer is still registered
+/// returns them and activates the next consumer in one step, unacked deliveries first. So the
+/// worker drops its handle whenever it likes; this one goes only after the channel is closed,
+/// on every path (also when its task is aborted: see `Drop`).
+pub(crate) struct ConsumingChannel {
+    channel: Channel,
+    registered: Option<Consumer>,
+}
+
+impl ConsumingChannel {
+    /// Closes the channel (at most 2 s), then lets the consumer go.
+    pub(crate) async fn close(mut self) {
+        close_channel_quietly(&self.channel).await;
+        self.registered = None;
+    }
+}
+
+impl Drop for ConsumingChannel {
+    fn drop(&mut self) {
+        let Some(consumer) = self.registered.take() else {
+            return;
+        };
+        if !self.channel.status().connected() {
+            return;
+        }
+        // Not closed by its owner (an aborted task, an error path): close it in the background
+        // first, then drop the consumer; outside a runtime the process is ending anyway.
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            let channel = self.channel.clone();
+            rt.spawn(async move {
+                close_channel_quietly(&channel).await;
+                drop(consumer);
+            });
+        }
+    }
+}
+
 /// A new channel consuming `queue` (tag `tag`) with `prefetch` unacked deliveries at most;
-/// every step bounded by `timeout`.
+/// every step bounded by `timeout`. Close it with [`ConsumingChannel::close`].
 pub(crate) async fn subscribe(
     conn: &Connection,
     queue: &str,
     tag: &str,
     prefetch: u16,
     timeout: Duration,
-) -> Result<(Channel, Consumer), BusError> {
+) -> Result<(ConsumingChannel, Consumer), BusError> {
     let timed_out = |what| BusError::Timeout {
         what,
         after: timeout,
@@ -114,7 +157,11 @@ pub(crate) async fn subscribe(
     )
     .await
     .map_err(|_| timed_out("basic.consume"))??;
-    Ok((channel, consumer))
+    let held = ConsumingChannel {
+        channel,
+        registered: Some(consumer.clone()),
+    };
+    Ok((held, consumer))
 }
 
 /// Closes a connection without waiting long on a dead socket.

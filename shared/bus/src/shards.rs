@@ -10,8 +10,9 @@
 //! `shard_heartbeat`, and whenever the set of live members changes, every replica *yields* the
 //! shards that are not its share (shard `i` belongs to the `i mod m`-th of the `m` sorted
 //! members): it finishes the batch in hand, closes that shard's channel (the broker puts the
-//! unstarted deliveries back at the head of the queue and activates the next consumer in line)
-//! and subscribes again at the end of the line. Views can differ for a moment (a member sees
+//! unstarted deliveries back at the head of the queue and activates the next consumer in line,
+//! in one step; the consumer must still be registered then, see [`ConsumingChannel`]) and
+//! subscribes again at the end of the line. Views can differ for a moment (a member sees
 //! two of three, another all three), and a yield made under such a view can leave the owner
 //! behind a non-owner; so at every heartbeat a replica also yields a shard that is not its
 //! share but delivered to it since the last one (only the active consumer receives
@@ -26,7 +27,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::ConsumerConfig;
-use crate::conn::{close_channel_quietly, subscribe};
+use crate::conn::{close_channel_quietly, subscribe, ConsumingChannel};
 use crate::error::{BusError, Chain};
 use crate::members;
 use crate::partition::run_partitioned;
@@ -52,6 +53,10 @@ struct Lane {
     stop: CancellationToken,
     /// The worker task (a set of one, so dropping the lane aborts it).
     task: JoinSet<Result<(), BusError>>,
+    /// The shard's consuming channel, closed before its consumer goes (see
+    /// [`ConsumingChannel`]: that is what keeps a yield under traffic in sequence).
+    consuming: Option<ConsumingChannel>,
+    /// The workers' publishing channels.
     channels: Vec<Channel>,
     /// Times it went to the back of the shard's line (for the consumer tag).
     round: usize,
@@ -185,7 +190,7 @@ impl ShardSet {
         round: usize,
         stop: &CancellationToken,
     ) -> Result<Lane, BusError> {
-        let (channel, consumer) = subscribe(
+        let (consuming, consumer) = subscribe(
             &self.conn,
             shard,
             &format!("{shard}.g{}.{}.r{round}", self.gen, self.member),
@@ -193,7 +198,7 @@ impl ShardSet {
             self.config.connect_timeout,
         )
         .await?;
-        let mut channels = vec![channel];
+        let mut channels = Vec::new();
         let deliveries = Arc::new(AtomicU64::new(0));
         let mut workers = Vec::with_capacity(self.sub.partitions.max(1));
         for _ in 0..self.sub.partitions.max(1) {
@@ -227,6 +232,7 @@ impl ShardSet {
         Ok(Lane {
             stop: lane_stop,
             task,
+            consuming: Some(consuming),
             channels,
             round,
             deliveries,
@@ -234,8 +240,9 @@ impl ShardSet {
         })
     }
 
-    /// Lets the lane's worker finish its batch, then closes its channels (the broker returns
-    /// what it had not started to the head of the queue).
+    /// Lets the lane's worker finish its batch, then closes its channels, the consuming one
+    /// while its consumer is still registered: the broker returns what the worker had not
+    /// started to the head of the queue and activates the next consumer in the same step.
     async fn close(&self, lane: &mut Lane) -> Result<(), BusError> {
         lane.stop.cancel();
         while let Some(joined) = lane.task.join_next().await {
@@ -249,6 +256,9 @@ impl ShardSet {
                     })
                 }
             }
+        }
+        if let Some(consuming) = lane.consuming.take() {
+            consuming.close().await;
         }
         for channel in &lane.channels {
             close_channel_quietly(channel).await;

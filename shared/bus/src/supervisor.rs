@@ -11,7 +11,9 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::ConsumerConfig;
-use crate::conn::{close_channel_quietly, close_quietly, connect, subscribe, Backoff};
+use crate::conn::{
+    close_channel_quietly, close_quietly, connect, subscribe, Backoff, ConsumingChannel,
+};
 use crate::error::{BusError, Chain};
 use crate::health::Health;
 use crate::partition::run_partitioned;
@@ -137,15 +139,18 @@ impl Consumers {
 
         let stop = shutdown.child_token();
         let mut tasks = JoinSet::new();
-        // Every channel of this generation, closed before the connection on a clean shutdown.
+        // Every channel of this generation, closed before the connection on a clean shutdown;
+        // the consuming ones first, each before its consumer is let go (`ConsumingChannel`).
+        let mut consuming = Vec::new();
         let mut channels = Vec::new();
         for (i, sub) in self.topology.subscriptions.iter().enumerate() {
             let queue = self.topology.work_queue(&sub.pattern);
             if sub.is_sharded() {
-                channels.extend(
-                    self.start_sharded(conn, sub, i, gen, &stop, &mut tasks)
-                        .await?,
-                );
+                let (sequencing, publishing) = self
+                    .start_sharded(conn, sub, i, gen, &stop, &mut tasks)
+                    .await?;
+                consuming.push(sequencing);
+                channels.push(publishing);
                 continue;
             }
             // Competing consumers: each worker has its own channel, so its acks and its
@@ -159,7 +164,7 @@ impl Consumers {
                     t,
                 )
                 .await?;
-                channels.push(channel.clone());
+                consuming.push(channel);
                 // Own confirm channel per worker and partition: one publish in flight per
                 // channel keeps returned-message attribution exact.
                 let mut lanes = Vec::with_capacity(sub.partitions.max(1));
@@ -227,6 +232,9 @@ impl Consumers {
                         tracing::warn!(error = %Chain(&e), "consumer ended with an error during drain");
                     }
                 }
+                for channel in consuming {
+                    channel.close().await;
+                }
                 for channel in &channels {
                     close_channel_quietly(channel).await;
                 }
@@ -236,13 +244,16 @@ impl Consumers {
                 stop.cancel();
                 tasks.abort_all();
                 while tasks.join_next().await.is_some() {}
+                for channel in consuming {
+                    channel.close().await;
+                }
                 Err(e)
             }
         }
     }
 
     /// A sharded subscription: its sequencer on the work queue and its shard set. Returns the
-    /// sequencer's channels (the shard set closes its own).
+    /// sequencer's consuming and publishing channels (the shard set closes its own).
     async fn start_sharded(
         &self,
         conn: &Arc<Connection>,
@@ -251,7 +262,7 @@ impl Consumers {
         gen: u64,
         stop: &CancellationToken,
         tasks: &mut JoinSet<Result<(), BusError>>,
-    ) -> Result<Vec<deadpool_lapin::lapin::Channel>, BusError> {
+    ) -> Result<(ConsumingChannel, deadpool_lapin::lapin::Channel), BusError> {
         let queue = self.topology.work_queue(&sub.pattern);
         let (channel, consumer) = subscribe(
             conn,
@@ -267,7 +278,7 @@ impl Consumers {
             self.config.publish_timeout,
         )
         .await?;
-        let channels = vec![channel, publisher.channel().clone()];
+        let publishing = publisher.channel().clone();
         let sequencer = Sequencer {
             queue,
             shards: self.topology.shard_queues(&sub.pattern),
@@ -291,6 +302,6 @@ impl Consumers {
             member: self.member.clone(),
         };
         tasks.spawn(shard_set.run(stop.clone()));
-        Ok(channels)
+        Ok((channel, publishing))
     }
 }

@@ -225,6 +225,100 @@ async fn replicas_share_shards_and_keep_each_orders_sequence_through_a_kill() ->
     Ok(())
 }
 
+/// Handovers while messages flow, not crashes: two replicas on 2 shards; then, four times
+/// while publishing goes on, the oldest replica (the active sequencer, and a shard's owner) is
+/// stopped gracefully and a new one joins, and the survivor yields a shard to it. Each
+/// handover leaves deliveries the leaving consumer had not acked (prefetch 20, a handler taking
+/// 2 ms, a backlog); if its consumer were cancelled before its channel closed, the broker
+/// would activate the next consumer first and return them behind later messages (it did,
+/// before `ConsumingChannel`). Every message is applied exactly once, each order's in
+/// publication order, and every newcomer but the last applied some (it took a shard over).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_handovers_under_traffic_keep_each_orders_sequence() -> TestResult {
+    let world = World::new().await?;
+    sqlx::query("CREATE TABLE handled_by (replica TEXT NOT NULL, key TEXT NOT NULL)")
+        .execute(world.pool())
+        .await?;
+    let key = world.key("handover");
+    let shape = |handler: Arc<dyn Handler>| {
+        topology(
+            &world,
+            &key,
+            |s: Subscription| s.prefetch(20).batch(5).shards(2),
+            handler,
+        )
+    };
+    let reference = shape(Arc::new(Recorder::default()));
+    let _cleanup = Cleanup::of(&reference);
+    let declare = orderbus_testkit::connect_amqp().await?;
+    reference.declare(&declare.create_channel().await?).await?;
+
+    let joined = |n: i64| {
+        let world = &world;
+        async move {
+            wait_until(Duration::from_secs(10), || async {
+                (live_members(world).await == n).then_some(())
+            })
+            .await
+            .ok_or(format!("the members never numbered {n}"))
+        }
+    };
+    const NAMES: [&str; 6] = ["a", "b", "c", "d", "e", "f"];
+    let mut running = std::collections::VecDeque::new();
+    for (n, name) in NAMES[..2].iter().enumerate() {
+        running.push_back(start_replica(&world, name, shape).await?);
+        joined(n as i64 + 1).await?;
+    }
+    tokio::time::sleep(Duration::from_millis(800)).await;
+
+    const ORDERS: usize = 30;
+    const ROUNDS: usize = 100;
+    let erp = ErpPublisher::connect().await?;
+    let publishing = {
+        let key = key.clone();
+        tokio::spawn(async move {
+            for seq in 0..ROUNDS {
+                for order in 0..ORDERS {
+                    let props = erp_properties().with_correlation_id(format!("{order}").into());
+                    erp.publish_with(&key, &body(format!("o{order}-{seq}")), props)
+                        .await?;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            Ok::<_, orderbus_testkit::TestkitError>(())
+        })
+    };
+    let total = (ORDERS * ROUNDS) as i64;
+    for (handover, name) in NAMES[2..].iter().enumerate() {
+        world
+            .wait_effects(total * (handover as i64 + 1) / 6, Duration::from_secs(30))
+            .await?;
+        if let Some(oldest) = running.pop_front() {
+            oldest.stop().await;
+        }
+        joined(1).await?;
+        running.push_back(start_replica(&world, name, shape).await?);
+        joined(2).await?;
+    }
+    publishing.await??;
+    world.wait_effects(total, Duration::from_secs(60)).await?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let by = applied_by(&world).await?;
+    for replica in running {
+        replica.stop().await;
+    }
+
+    world.assert_exactly_once(ORDERS * ROUNDS).await?;
+    world.assert_each_order_in_sequence().await?;
+    for name in &NAMES[2..5] {
+        assert!(
+            by.get(*name).copied().unwrap_or(0) > 0,
+            "newcomer {name} took no shard over: {by:?}"
+        );
+    }
+    Ok(())
+}
+
 /// A sharded subscription's queues: the work queue and every shard are single-active-consumer
 /// quorum queues, each shard has its own fanout exchange bound to it, and the pool is sized for
 /// every shard being worked on one replica.
