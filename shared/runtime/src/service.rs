@@ -224,6 +224,22 @@ impl Service {
             ("database-probe".to_owned(), r.map_err(|e| e.to_string()))
         });
         let topology = config.topology.apply(self.topology);
+        let relay_config = self.relay_config.unwrap_or_else(|| config.relay.clone());
+        let busiest = topology.pool_connections()
+            + if config.run_relay {
+                relay_config.pool_connections()
+            } else {
+                0
+            };
+        if busiest > config.db_max_connections as usize {
+            // Not an error: a batch waits for a connection (ORDERBUS_DB_ACQUIRE_TIMEOUT_MS),
+            // it fails nothing; but ops sizing the pool should know the ceiling.
+            tracing::info!(
+                pool = config.db_max_connections,
+                busiest,
+                "consumers and relay can use more database connections at once than the pool holds; when all are busy, batches wait for one (ORDERBUS_DB_MAX_CONNECTIONS)"
+            );
+        }
         if !topology.subscriptions.is_empty() {
             let consumers = Consumers::new(
                 topology,
@@ -250,7 +266,7 @@ impl Service {
                 self.name.clone(),
                 health.clone(),
             )
-            .with_config(self.relay_config.unwrap_or_else(|| config.relay.clone()));
+            .with_config(relay_config);
             let s = shutdown.clone();
             tasks.spawn(async move {
                 (
