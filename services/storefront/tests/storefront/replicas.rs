@@ -91,43 +91,128 @@ async fn three_sharded_replicas_keep_each_orders_sequence_when_one_is_killed() -
             first.child.wait()?;
         }
     }
+    assert_delivered_in_sequence(&db, &codes).await?;
+    let mut second = second;
+    let mut third = third;
+    second.terminate().await?;
+    third.terminate().await?;
+    Ok(())
+}
+
+/// Waits until every order is delivered, then checks that each applied its ERP events once
+/// each, in publication order, and that the state machine refused none (which it would, for an
+/// event applied out of order).
+async fn assert_delivered_in_sequence(db: &TestDb, codes: &[i64]) -> anyhow::Result<()> {
+    let orders = codes.len();
     eventually("every order delivered", || async {
         let n: i64 = sqlx::query_scalar(
             "SELECT count(*) FROM orders WHERE order_code = ANY($1) AND status = 'delivered'",
         )
-        .bind(&codes)
+        .bind(codes)
         .fetch_one(db.pool())
         .await
         .ok()?;
-        (n == ORDERS as i64).then_some(())
+        (n == orders as i64).then_some(())
     })
     .await?;
     // A moment for anything doubled or late to show up.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let sequences = applied_sequences(&db, &codes).await?;
+    let sequences = applied_sequences(db, codes).await?;
     let expected = [
         "erp_100_audited",
         "erp_200_stocked",
         "erp_600_shipped",
         "erp_700_delivered",
     ];
-    assert_eq!(sequences.len(), ORDERS);
+    assert_eq!(sequences.len(), orders);
     for (code, events) in &sequences {
         assert_eq!(events, &expected, "order {code}");
     }
     let refused: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM order_timeline WHERE order_code = ANY($1) AND NOT applied",
     )
-    .bind(&codes)
+    .bind(codes)
     .fetch_one(db.pool())
     .await?;
     assert_eq!(
         refused, 0,
         "events refused by the state machine (applied out of order)"
     );
-    let mut second = second;
-    let mut third = third;
-    second.terminate().await?;
-    third.terminate().await?;
+    Ok(())
+}
+
+/// A rolling restart under traffic, as a deployment does it: two sharded processes; while the
+/// ERP publishes its four events for each of 300 orders, the older process gets SIGTERM and a
+/// new one starts, twice (once a sixth and once half of the events are applied). Each stop
+/// hands the stopping process's shards (the first time also the sequencer) to the other one
+/// while it holds unacked deliveries and later events of the same orders are queued. Every
+/// order's events are applied once each, in publication order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolling_restart_under_traffic_keeps_each_orders_sequence() -> anyhow::Result<()> {
+    const ROLLING_ORDERS: usize = 300;
+    let db = TestDb::create().await?;
+    let settings = Settings {
+        service_name: format!("storefront-{}", unique_suffix()),
+        ..Settings::default()
+    };
+    let mut sharded = topology(&settings);
+    for sub in &mut sharded.subscriptions {
+        sub.shards = SHARDS;
+    }
+    let _cleanup = BrokerCleanup::for_topology(sharded);
+    let _erp_routes = erp_routes().await?;
+    let http = reqwest::Client::new();
+    let shards = SHARDS.to_string();
+    let env = [("ORDERBUS_CONSUMER_SHARDS", shards.as_str())];
+    let first = Process::spawn(&settings.service_name, &db, &env)?;
+    first.wait_ready(&http).await?;
+    let uid = 5252;
+    let codes = first
+        .paid_orders(&db, &http, uid, ROLLING_ORDERS, 4_000_000_000_000)
+        .await?;
+    let second = Process::spawn(&settings.service_name, &db, &env)?;
+    second.wait_ready(&http).await?;
+    let mut running = std::collections::VecDeque::from([first, second]);
+
+    let erp = ErpPublisher::connect().await?;
+    let publishing = {
+        let codes = codes.clone();
+        tokio::spawn(async move {
+            for status in SEQUENCE {
+                // One round's publishes in flight together: the queues build a backlog.
+                futures::future::try_join_all(
+                    codes.iter().map(|code| erpstatus(&erp, uid, *code, status)),
+                )
+                .await?;
+            }
+            anyhow::Ok(())
+        })
+    };
+    let events = (ROLLING_ORDERS * SEQUENCE.len()) as i64;
+    for applied in [events / 6, events / 2] {
+        eventually("events applied", || async {
+            let n: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM order_timeline WHERE order_code = ANY($1) \
+                 AND event LIKE 'erp\\_%' AND applied",
+            )
+            .bind(&codes)
+            .fetch_one(db.pool())
+            .await
+            .ok()?;
+            (n >= applied).then_some(())
+        })
+        .await?;
+        if let Some(mut oldest) = running.pop_front() {
+            oldest.terminate().await?;
+        }
+        let next = Process::spawn(&settings.service_name, &db, &env)?;
+        next.wait_ready(&http).await?;
+        running.push_back(next);
+    }
+    publishing.await??;
+    assert_delivered_in_sequence(&db, &codes).await?;
+    for mut process in running {
+        process.terminate().await?;
+    }
     Ok(())
 }
