@@ -154,7 +154,7 @@ impl Stack {
             bank: orderbus_payments::bank(&client, &pay_settings.bank, pay_db.pool().clone()),
             settings: pay_settings.sweep.clone(),
         };
-        Ok(Stack {
+        let stack = Stack {
             storefront: format!("http://{}", storefront.addr()),
             payments: payments_base,
             http,
@@ -168,7 +168,19 @@ impl Stack {
             _running: (storefront, payments),
             _sim_task: sim_task,
             _cleanup: cleanup,
-        })
+        };
+        // Both ready (their queues declared and consumed) before the first order: the
+        // storefront's `order.submit` must find the payments queue bound already, or this payments
+        // service never sees it.
+        for base in [&stack.storefront, &stack.payments] {
+            stack
+                .eventually(&format!("{base} ready"), || async {
+                    let r = stack.http.get(format!("{base}/readyz")).send().await.ok()?;
+                    r.status().is_success().then_some(())
+                })
+                .await?;
+        }
+        Ok(stack)
     }
 
     async fn eventually<T, F, Fut>(&self, what: &str, mut probe: F) -> anyhow::Result<T>
