@@ -1,11 +1,12 @@
-//! Scale-out with sharded queues (`ORDERBUS_CONSUMER_SHARDS`): three storefront processes on
-//! the same queues and database, one killed with SIGKILL mid-run. Every order's ERP events
-//! are applied once each and in publication order, and the order ends delivered.
+//! Scale-out with sharded queues (`ORDERBUS_CONSUMER_SHARDS`): storefront processes on the
+//! same queues and database, one killed with SIGKILL mid-run, or restarted one by one with
+//! SIGTERM while events flow. Every order's ERP events are applied once each and in
+//! publication order, and the order ends delivered.
 
 use std::time::Duration;
 
 use orderbus_storefront::{topology, Settings};
-use orderbus_testkit::{unique_suffix, ErpPublisher, TestDb};
+use orderbus_testkit::{unique_suffix, ErpPublisher, RouteSink, TestDb};
 
 use crate::common::*;
 use crate::consumers::erpstatus;
@@ -14,6 +15,46 @@ const ORDERS: usize = 60;
 const SHARDS: usize = 4;
 /// What the ERP sends each order, in this order.
 const SEQUENCE: [i64; 4] = [100, 200, 600, 700];
+
+/// A test's storefront deployment: its own database and service name (so its own queues,
+/// deleted afterwards), every subscription with `SHARDS` shards.
+struct Cluster {
+    db: TestDb,
+    http: reqwest::Client,
+    service_name: String,
+    _cleanup: BrokerCleanup,
+    _erp_routes: RouteSink,
+}
+
+impl Cluster {
+    async fn new() -> anyhow::Result<Cluster> {
+        let settings = Settings {
+            service_name: format!("storefront-{}", unique_suffix()),
+            ..Settings::default()
+        };
+        let mut sharded = topology(&settings);
+        for sub in &mut sharded.subscriptions {
+            sub.shards = SHARDS;
+        }
+        Ok(Cluster {
+            db: TestDb::create().await?,
+            http: reqwest::Client::new(),
+            _cleanup: BrokerCleanup::for_topology(sharded),
+            _erp_routes: erp_routes().await?,
+            service_name: settings.service_name,
+        })
+    }
+
+    /// One more storefront process of this deployment.
+    fn spawn(&self) -> anyhow::Result<Process> {
+        let shards = SHARDS.to_string();
+        Process::spawn(
+            &self.service_name,
+            &self.db,
+            &[("ORDERBUS_CONSUMER_SHARDS", shards.as_str())],
+        )
+    }
+}
 
 /// Each order's applied ERP events, in the order they were applied.
 async fn applied_sequences(db: &TestDb, codes: &[i64]) -> anyhow::Result<Vec<(i64, Vec<String>)>> {
@@ -30,36 +71,24 @@ async fn applied_sequences(db: &TestDb, codes: &[i64]) -> anyhow::Result<Vec<(i6
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_sharded_replicas_keep_each_orders_sequence_when_one_is_killed() -> anyhow::Result<()>
 {
-    let db = TestDb::create().await?;
-    let settings = Settings {
-        service_name: format!("storefront-{}", unique_suffix()),
-        ..Settings::default()
-    };
-    let mut sharded = topology(&settings);
-    for sub in &mut sharded.subscriptions {
-        sub.shards = SHARDS;
-    }
-    let _cleanup = BrokerCleanup::for_topology(sharded);
-    let _erp_routes = erp_routes().await?;
-    let http = reqwest::Client::new();
-    let shards = SHARDS.to_string();
-    let env = [("ORDERBUS_CONSUMER_SHARDS", shards.as_str())];
-    let mut first = Process::spawn(&settings.service_name, &db, &env)?;
-    first.wait_ready(&http).await?;
+    let cluster = Cluster::new().await?;
+    let (db, http) = (&cluster.db, &cluster.http);
+    let mut first = cluster.spawn()?;
+    first.wait_ready(http).await?;
     let uid = 5151;
     let codes = first
-        .paid_orders(&db, &http, uid, ORDERS, 3_000_000_000_000)
+        .paid_orders(db, http, uid, ORDERS, 3_000_000_000_000)
         .await?;
-    let second = Process::spawn(&settings.service_name, &db, &env)?;
-    let third = Process::spawn(&settings.service_name, &db, &env)?;
-    second.wait_ready(&http).await?;
-    third.wait_ready(&http).await?;
+    let second = cluster.spawn()?;
+    let third = cluster.spawn()?;
+    second.wait_ready(http).await?;
+    third.wait_ready(http).await?;
     eventually("three shard members", || async {
         let n: i64 = sqlx::query_scalar(
             "SELECT count(DISTINCT member) FROM orderbus_shard_members \
              WHERE queue = $1 AND seen_at > clock_timestamp() - interval '2 seconds'",
         )
-        .bind(format!("{}.order.erpstatus", settings.service_name))
+        .bind(format!("{}.order.erpstatus", cluster.service_name))
         .fetch_one(db.pool())
         .await
         .ok()?;
@@ -91,7 +120,7 @@ async fn three_sharded_replicas_keep_each_orders_sequence_when_one_is_killed() -
             first.child.wait()?;
         }
     }
-    assert_delivered_in_sequence(&db, &codes).await?;
+    assert_delivered_in_sequence(db, &codes).await?;
     let mut second = second;
     let mut third = third;
     second.terminate().await?;
@@ -150,28 +179,16 @@ async fn assert_delivered_in_sequence(db: &TestDb, codes: &[i64]) -> anyhow::Res
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rolling_restart_under_traffic_keeps_each_orders_sequence() -> anyhow::Result<()> {
     const ROLLING_ORDERS: usize = 300;
-    let db = TestDb::create().await?;
-    let settings = Settings {
-        service_name: format!("storefront-{}", unique_suffix()),
-        ..Settings::default()
-    };
-    let mut sharded = topology(&settings);
-    for sub in &mut sharded.subscriptions {
-        sub.shards = SHARDS;
-    }
-    let _cleanup = BrokerCleanup::for_topology(sharded);
-    let _erp_routes = erp_routes().await?;
-    let http = reqwest::Client::new();
-    let shards = SHARDS.to_string();
-    let env = [("ORDERBUS_CONSUMER_SHARDS", shards.as_str())];
-    let first = Process::spawn(&settings.service_name, &db, &env)?;
-    first.wait_ready(&http).await?;
+    let cluster = Cluster::new().await?;
+    let (db, http) = (&cluster.db, &cluster.http);
+    let first = cluster.spawn()?;
+    first.wait_ready(http).await?;
     let uid = 5252;
     let codes = first
-        .paid_orders(&db, &http, uid, ROLLING_ORDERS, 4_000_000_000_000)
+        .paid_orders(db, http, uid, ROLLING_ORDERS, 4_000_000_000_000)
         .await?;
-    let second = Process::spawn(&settings.service_name, &db, &env)?;
-    second.wait_ready(&http).await?;
+    let second = cluster.spawn()?;
+    second.wait_ready(http).await?;
     let mut running = std::collections::VecDeque::from([first, second]);
 
     let erp = ErpPublisher::connect().await?;
@@ -205,12 +222,12 @@ async fn a_rolling_restart_under_traffic_keeps_each_orders_sequence() -> anyhow:
         if let Some(mut oldest) = running.pop_front() {
             oldest.terminate().await?;
         }
-        let next = Process::spawn(&settings.service_name, &db, &env)?;
-        next.wait_ready(&http).await?;
+        let next = cluster.spawn()?;
+        next.wait_ready(http).await?;
         running.push_back(next);
     }
     publishing.await??;
-    assert_delivered_in_sequence(&db, &codes).await?;
+    assert_delivered_in_sequence(db, &codes).await?;
     for mut process in running {
         process.terminate().await?;
     }
